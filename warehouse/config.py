@@ -1,0 +1,51 @@
+"""Configuration of the warehouse (plain pydantic; the process settings compose it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_DB_PATH = Path("var/switchyard.duckdb")
+DEFAULT_FLUSH_INTERVAL_S = 0.5
+DEFAULT_BATCH_ROWS = 5_000
+DEFAULT_LIVE_WINDOW_S = 15 * 60.0
+DEFAULT_LIVE_HALF_LIFE_S = 5 * 60.0
+DEFAULT_RETENTION_DAYS = 30
+DEFAULT_SNAPSHOT_INTERVAL_S = 30.0
+
+
+class WarehouseConfig(BaseModel):
+    """Where the DuckDB file lives and how rows reach it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: Path = Field(default=DEFAULT_DB_PATH, description="DuckDB file of the warehouse.")
+    flush_interval_s: float = Field(
+        default=DEFAULT_FLUSH_INTERVAL_S,
+        gt=0,
+        le=1.0,
+        description="Seconds between batch writes; a kill -9 loses at most this much.",
+    )
+    batch_rows: int = Field(
+        default=DEFAULT_BATCH_ROWS, gt=0, description="Rows that trigger an early write."
+    )
+    live_window_s: float = Field(
+        default=DEFAULT_LIVE_WINDOW_S, gt=0, description="Sliding window of the live stats."
+    )
+    live_half_life_s: float = Field(
+        default=DEFAULT_LIVE_HALF_LIFE_S,
+        gt=0,
+        description="Half-life of the exponentially decayed live estimates.",
+    )
+    retention_days: int = Field(
+        default=DEFAULT_RETENTION_DAYS,
+        gt=0,
+        description="Raw probe rows older than this are rolled up per endpoint per minute.",
+    )
+    snapshot_interval_s: float = Field(
+        default=DEFAULT_SNAPSHOT_INTERVAL_S,
+        gt=0,
+        le=60,
+        description="Seconds between read-only snapshots that analysts may open any time.",
+    )
