@@ -148,3 +148,26 @@ def load_secrets(path: Path | None) -> dict[str, SecretStr]:
             raise SettingsError(f"{path}:{lineno}: expected KEY=VALUE (value not shown)")
         out[key.strip().removeprefix("export ").strip()] = SecretStr(value.strip().strip("'\""))
     return out
+
+
+def settings_reference(cls: type[BaseSettings], prefix: str = ENV_PREFIX) -> str:
+    """A Markdown table of every setting: environment variable, type, default, description."""
+    rows = ["| environment variable | type | default | description |", "|---|---|---|---|"]
+
+    def walk(model: type[BaseModel], env: str) -> None:
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            var = f"{env}{name.upper()}"
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, var + "__")
+                continue
+            default = field.get_default(call_default_factory=True)
+            type_name = getattr(ann, "__name__", None) or str(ann).replace("pathlib.", "")
+            type_name = (
+                type_name.replace("typing.", "").replace("NoneType", "None").replace(" | ", " or ")
+            )
+            shown = "unset" if default is None else f"`{default}`"
+            rows.append(f"| `{var}` | {type_name} | {shown} | {field.description or ''} |")
+
+    walk(cls, prefix)
+    return "\n".join(rows)
