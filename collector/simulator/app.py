@@ -339,6 +339,8 @@ async def _replay(job: _Job) -> web.StreamResponse:
             return web.Response()
         if kind is SimOutcome.ERROR_EVENT:
             return _error(job.fmt, "overloaded", **job.headers)
+        if kind is SimOutcome.MALFORMED:
+            return web.Response(body=b'{"choices": [', content_type="application/json")
         body = completion_body(
             job.fmt, call, words, model=model, request_id=rid, created=created,
             input_tokens=tokens_in,
@@ -378,6 +380,10 @@ async def _write_stream(job: _Job, blobs: StreamBytes) -> web.StreamResponse:
         await job.sleep_until(due_ms + call.gaps_ms[n - 1] if n else due_ms)
         if call.kind is SimOutcome.DROP:
             _cut(job.request)
+            return resp
+        if call.kind is SimOutcome.MALFORMED:
+            await resp.write(b"data: {\"choices\": [{\"delta\": {\"content\": \"x\"\n\n")
+            await resp.write_eof()
             return resp
         await resp.write(blobs.error)
         await resp.write_eof()

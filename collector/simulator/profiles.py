@@ -45,6 +45,7 @@ class SimOutcome(StrEnum):
     REFUSE = "refuse"  # close the connection without a response
     DROP = "drop"  # close the connection mid-stream, no terminal event
     ERROR_EVENT = "error_event"  # an error event inside a 200 stream
+    MALFORMED = "malformed"  # bytes that are not valid JSON inside a 200 stream
 
     @property
     def outcome(self) -> Outcome:
@@ -60,6 +61,7 @@ _AS_OUTCOME = {
     SimOutcome.REFUSE: Outcome.CONNECT_ERROR,
     SimOutcome.DROP: Outcome.TRUNCATED,
     SimOutcome.ERROR_EVENT: Outcome.STREAM_ERROR,
+    SimOutcome.MALFORMED: Outcome.MALFORMED,
 }
 
 
@@ -117,8 +119,9 @@ class SampledCall:
     """One drawn call: what the simulator will inject. Times in milliseconds.
 
     ``tokens_per_chunk`` lists every planned content chunk and ``gaps_ms`` the gaps between
-    them (one fewer). ``cut_after_chunks`` is set for ``DROP`` and ``ERROR_EVENT``: that many
-    content chunks go out, then the failure happens when the next one was due.
+    them (one fewer). ``cut_after_chunks`` is set for ``DROP``, ``ERROR_EVENT`` and
+    ``MALFORMED``: that many content chunks go out, then the failure happens when the next one
+    was due.
     """
 
     kind: SimOutcome
@@ -141,7 +144,7 @@ class SampledCall:
         """Content chunks that reach the client (before any cut)."""
         if self.kind is SimOutcome.OK:
             return len(self.tokens_per_chunk)
-        if self.kind in (SimOutcome.DROP, SimOutcome.ERROR_EVENT):
+        if self.kind in (SimOutcome.DROP, SimOutcome.ERROR_EVENT, SimOutcome.MALFORMED):
             return self.cut_after_chunks or 0
         return 0
 
@@ -313,7 +316,7 @@ class SimProfile(BaseModel):
         cut: int | None = None
         if kind is SimOutcome.DROP:  # at least one chunk when there are two or more
             cut = 1 + int(u_cut * (len(chunks) - 1)) if len(chunks) > 1 else 0
-        elif kind is SimOutcome.ERROR_EVENT:
+        elif kind in (SimOutcome.ERROR_EVENT, SimOutcome.MALFORMED):
             cut = int(u_cut * len(chunks))
         return SampledCall(
             kind=kind,
