@@ -117,13 +117,15 @@ class Collector:
 
     async def stop(self, *, timeout_s: float = 10.0) -> None:
         """Stop scheduling and wait (bounded) for probes in flight; they still reach the sink."""
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
+        sched, self._scheduler = self._scheduler, None
+        if sched is not None:
+            sched.pause()  # no new probes; the executor's shutdown would cancel running ones
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
             for task in pending:
                 task.cancel()
+        if sched is not None:
+            sched.shutdown(wait=False)
 
     def _on_submitted(self, event: JobSubmissionEvent) -> None:
         if event.scheduled_run_times:

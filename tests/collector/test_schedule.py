@@ -175,3 +175,16 @@ async def test_api_key_from_environment_is_sent_and_never_recorded(
 def test_constructor_rejects_empty_inputs() -> None:
     with pytest.raises(ValueError, match="at least one endpoint"):
         Collector([], PROMPTS, config=CollectorConfig(), session=None, sink=print)  # type: ignore[arg-type]
+
+
+async def test_stop_lets_probes_in_flight_finish_into_the_sink(sim: RunningSimulator) -> None:
+    rows: list[ProbeResult] = []
+    async with make_session() as session:
+        collector = collector_for(sim, session, rows, ids=["slow@slowhost", "m0@p0"],
+                                  interval_s=0.2, total_timeout_s=3.0)
+        await collector.start()
+        await asyncio.sleep(0.45)  # the slow endpoint's probe (~0.55 s) is mid-stream
+        await collector.stop()
+    assert collector.fired >= 2
+    assert len(rows) == collector.fired
+    assert all(r.outcome is Outcome.OK for r in rows)
