@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from collector.__main__ import run_collect
@@ -51,4 +52,88 @@ def rollup(args: argparse.Namespace) -> int:
     with Warehouse(config) as wh:
         moved = wh.rollup(older_than_days=days)
     print(f"rolled up {moved} raw probe rows older than {days} days", file=sys.stdout)
+    return 0
+
+
+def add_seed_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--days", type=float, default=30.0, help="days of history (default 30)")
+    parser.add_argument("--db", type=Path, help="DuckDB file (default var/switchyard.duckdb)")
+    parser.add_argument("--interval", type=float, default=60.0, help="seconds between probes")
+    parser.add_argument("--seed", type=int, default=7, help="random seed")
+
+
+def seed(args: argparse.Namespace) -> int:
+    """Write a realistic history drawn from the simulator's profiles."""
+    from collector.seed import seed_history
+    from collector.simulator import default_profiles
+
+    if args.days <= 0 or args.days > 3650:
+        raise ValueError(f"--days must be in (0, 3650] (got {args.days:g})")
+    if args.interval <= 0:
+        raise ValueError(f"--interval must be positive (got {args.interval:g})")
+    profiles = default_profiles()
+    config = _warehouse_config(args.db)
+    with Warehouse(config) as wh:
+        wh.upsert_endpoints(
+            [p.to_endpoint("http://127.0.0.1:0") for p in profiles]
+        )
+        total = seed_history(
+            profiles, wh.add_probes, days=args.days, interval_s=args.interval, seed=args.seed,
+            progress=lambda ep, n: print(f"  {ep:<34} {n:>8} rows", flush=True),
+        )
+        wh.flush()
+    print(f"seeded {total} probe rows over {args.days:g} days into {config.path}")
+    return 0
+
+
+def _parse_when(text: str | None, flag: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{flag}: {text!r} is not an ISO date or datetime") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def add_tod_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metric", choices=["ttft", "itl", "tps", "errors"], default="ttft")
+    parser.add_argument("--tz", default="UTC", help="IANA time zone of the hours, e.g. Europe/Paris")
+    parser.add_argument("--endpoint", action="append", help="endpoint id (repeatable)")
+    parser.add_argument("--since", help="ISO date/time (UTC unless it has an offset)")
+    parser.add_argument("--until", help="ISO date/time (UTC unless it has an offset)")
+    parser.add_argument("--source", choices=["probe", "traffic", "all"], default="probe")
+    parser.add_argument("--db", type=Path, help="DuckDB file (default var/switchyard.duckdb)")
+    parser.add_argument("--out", type=Path, default=Path("var/reports"), help="output folder")
+
+
+def report_tod(args: argparse.Namespace) -> int:
+    """Hour-of-day analysis: text tables on stdout, heatmap PNG and HTML files."""
+    import duckdb
+
+    from warehouse.heatmap import render_text
+    from warehouse.tod import run_tod_report
+
+    config = _warehouse_config(args.db)
+    since = _parse_when(args.since, "--since")
+    until = _parse_when(args.until, "--until")
+    db: Path = config.path
+    if not db.is_file():
+        raise ValueError(f"{db}: no warehouse here; run `switchyard collect` or "
+                         "`switchyard warehouse seed` first, or pass --db")
+    try:
+        duckdb.connect(str(db), read_only=True).close()
+    except duckdb.IOException:
+        # The service holds the file: read its read-only snapshot instead.
+        snapshot = Warehouse(config).read_path
+        if not snapshot.is_file():
+            raise ValueError(f"{db} is in use and has no snapshot at {snapshot} yet") from None
+        db = snapshot
+    args.out.mkdir(parents=True, exist_ok=True)
+    report, png, html = run_tod_report(
+        db, metric=args.metric, tz=args.tz, endpoint=args.endpoint, since=since, until=until,
+        out_dir=args.out, source=None if args.source == "all" else args.source,
+    )
+    print(render_text(report))
+    print(f"\nheatmap: {png}\n         {html}")
     return 0

@@ -163,7 +163,7 @@ class SampledCall:
         n = self.chunks_sent
         if self.kind is SimOutcome.OK:
             return self.ttft_ms + sum(self.gaps_ms)
-        if self.kind in (SimOutcome.DROP, SimOutcome.ERROR_EVENT):
+        if self.kind in (SimOutcome.DROP, SimOutcome.ERROR_EVENT, SimOutcome.MALFORMED):
             return self.ttft_ms + sum(self.gaps_ms[:n])
         return self.error_delay_ms
 
