@@ -1,0 +1,201 @@
+"""Columnar conversion between the shared models and Arrow tables (and back from rows).
+
+The writer appends batches as Arrow tables (``INSERT INTO t BY NAME SELECT * FROM batch``),
+which is two orders of magnitude faster than ``executemany``. Building the columns is a
+transpose of per-row value tuples, a few microseconds a row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from operator import attrgetter
+
+import pyarrow as pa
+
+from warehouse.models import Decision, Endpoint, Feedback, ProbeResult
+
+TS = pa.timestamp("us", tz="UTC")
+
+#: Arrow types of the ``probes`` columns (same order as ``warehouse.schema.PROBE_COLUMNS``).
+PROBE_ARROW_SCHEMA = pa.schema(
+    [
+        ("endpoint_id", pa.string()),
+        ("started_at", TS),
+        ("source", pa.string()),
+        ("outcome", pa.string()),
+        ("status_code", pa.int32()),
+        ("detail", pa.string()),
+        ("prompt_name", pa.string()),
+        ("event_id", pa.string()),
+        ("conn_reused", pa.bool_()),
+        ("connect_ms", pa.float32()),
+        ("ttft_ms", pa.float32()),
+        ("reasoning_ttft_ms", pa.float32()),
+        ("itl_ms_mean", pa.float32()),
+        ("itl_ms_p50", pa.float32()),
+        ("itl_ms_p90", pa.float32()),
+        ("itl_ms_max", pa.float32()),
+        ("tpot_ms", pa.float32()),
+        ("e2e_ms", pa.float32()),
+        ("chunks", pa.int32()),
+        ("tokens_per_chunk", pa.float32()),
+        ("input_tokens", pa.int32()),
+        ("output_tokens", pa.int32()),
+        ("usage_reported", pa.bool_()),
+        ("retry_after_s", pa.float32()),
+    ]
+)
+
+
+def _columns(rows: Sequence[object], schema: pa.Schema) -> pa.Table:
+    arrays = [pa.array(list(map(attrgetter(f.name), rows)), type=f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+_PROBE_FIELDS = tuple(PROBE_ARROW_SCHEMA.names)
+_CHUNK = 2048
+
+
+def _probe_chunk(rows: Sequence[ProbeResult]) -> pa.RecordBatch:
+    # A validated model keeps its field values in ``__dict__`` in field order: one C-level
+    # ``tuple(values)`` per row and a transpose build the columns. Anything unexpected falls
+    # back to attribute access.
+    if tuple(rows[0].__dict__) == _PROBE_FIELDS:
+        try:
+            columns = list(zip(*[tuple(r.__dict__.values()) for r in rows], strict=True))
+        except ValueError:
+            columns = []
+        if len(columns) == len(_PROBE_FIELDS):
+            arrays = [
+                pa.array(col, type=f.type)
+                for col, f in zip(columns, PROBE_ARROW_SCHEMA, strict=True)
+            ]
+            return pa.RecordBatch.from_arrays(arrays, schema=PROBE_ARROW_SCHEMA)
+    return _columns(rows, PROBE_ARROW_SCHEMA).to_batches()[0]
+
+
+def probes_to_arrow(rows: Sequence[ProbeResult]) -> pa.Table:
+    """One Arrow table with a column per ``ProbeResult`` field.
+
+    Built in chunks of 2,048 rows: the per-row tuples die young, so the garbage collector
+    never walks a large batch (which doubled the cost on 200,000-row batches).
+    """
+    if not rows:
+        return PROBE_ARROW_SCHEMA.empty_table()
+    batches = [_probe_chunk(rows[i : i + _CHUNK]) for i in range(0, len(rows), _CHUNK)]
+    return pa.Table.from_batches(batches, schema=PROBE_ARROW_SCHEMA)
+
+
+DECISION_ARROW_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("created_at", TS),
+        ("router", pa.string()),
+        ("context", pa.string()),
+        ("candidates", pa.list_(pa.string())),
+        ("probabilities", pa.list_(pa.float64())),
+        ("chosen", pa.string()),
+        ("chosen_prob", pa.float64()),
+        ("fallbacks", pa.list_(pa.string())),
+        ("policy_version", pa.string()),
+        ("shadow", pa.bool_()),
+        ("served", pa.string()),
+        ("prompt_tokens", pa.int32()),
+        ("max_tokens", pa.int32()),
+    ]
+)
+
+
+def decisions_to_arrow(rows: Sequence[Decision]) -> pa.Table:
+    """Decisions as an Arrow table; ``context`` becomes JSON text."""
+    columns: dict[str, list[object]] = {f.name: [] for f in DECISION_ARROW_SCHEMA}
+    for d in rows:
+        for name, values in columns.items():
+            value = getattr(d, name)
+            if name == "context":
+                value = json.dumps(value, separators=(",", ":"), sort_keys=True)
+            elif isinstance(value, tuple):
+                value = list(value)
+            values.append(value)
+    return pa.table(columns, schema=DECISION_ARROW_SCHEMA)
+
+
+FEEDBACK_ARROW_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("score", pa.float64()),
+        ("comment", pa.string()),
+        ("received_at", TS),
+    ]
+)
+
+
+def feedback_to_arrow(rows: Sequence[Feedback]) -> pa.Table:
+    """Feedback rows as an Arrow table."""
+    return _columns(rows, FEEDBACK_ARROW_SCHEMA)
+
+
+ENDPOINT_ARROW_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("base_url", pa.string()),
+        ("wire_format", pa.string()),
+        ("model", pa.string()),
+        ("provider", pa.string()),
+        ("price_in_per_mtok", pa.float64()),
+        ("price_out_per_mtok", pa.float64()),
+        ("context_window", pa.int32()),
+        ("tags", pa.list_(pa.string())),
+        ("updated_at", TS),
+    ]
+)
+
+
+def endpoints_to_arrow(rows: Iterable[tuple[Endpoint, datetime]]) -> pa.Table:
+    """Endpoints (with the time each was upserted) as an Arrow table. Never any API key."""
+    columns: dict[str, list[object]] = {f.name: [] for f in ENDPOINT_ARROW_SCHEMA}
+    for e, updated_at in rows:
+        columns["id"].append(e.id)
+        columns["base_url"].append(e.base_url)
+        columns["wire_format"].append(str(e.wire_format))
+        columns["model"].append(e.model)
+        columns["provider"].append(e.provider)
+        columns["price_in_per_mtok"].append(e.price_in_per_mtok)
+        columns["price_out_per_mtok"].append(e.price_out_per_mtok)
+        columns["context_window"].append(e.context_window)
+        columns["tags"].append(list(e.tags))
+        columns["updated_at"].append(updated_at)
+    return pa.table(columns, schema=ENDPOINT_ARROW_SCHEMA)
+
+
+LEARNED_ARROW_SCHEMA = pa.schema([("event_id", pa.string()), ("learned_at", TS)])
+
+
+def learned_to_arrow(rows: Iterable[tuple[str, datetime]]) -> pa.Table:
+    """``(event_id, learned_at)`` pairs as an Arrow table."""
+    pairs = list(rows)
+    return pa.table(
+        {"event_id": [p[0] for p in pairs], "learned_at": [p[1] for p in pairs]},
+        schema=LEARNED_ARROW_SCHEMA,
+    )
+
+
+def decision_from_row(row: Mapping[str, object]) -> Decision:
+    """A ``Decision`` from one ``decisions`` row (as a column-name mapping)."""
+    data = dict(row)
+    context = data.get("context")
+    if isinstance(context, str):
+        data["context"] = json.loads(context)
+    return Decision.model_validate(data)
+
+
+def feedback_from_row(row: Mapping[str, object]) -> Feedback:
+    """A ``Feedback`` from one ``feedback`` row (as a column-name mapping)."""
+    return Feedback.model_validate(dict(row))
+
+
+def table_rows(table: pa.Table) -> list[dict[str, object]]:
+    """Rows of an Arrow table as dicts (timestamps become aware datetimes)."""
+    return table.to_pylist()

@@ -1,0 +1,315 @@
+"""The warehouse schema: versioned migration steps, the minute rollup and the views, as SQL text.
+
+Tables are data and change only through numbered migrations (``MIGRATIONS``, applied by
+``warehouse.migrations``). Views and macros are code: they are dropped and recreated from
+``VIEWS`` each time the writer opens a file, so fixing a view never needs a migration.
+
+The per-minute aggregation of raw probe rows is written once, in ``MINUTE_AGG_SQL``. The rollup
+job uses it to move old raw rows into ``probes_minute`` and the ``probe_minutes`` view uses it to
+aggregate the raw rows still in ``probes``, so an analysis over ``probe_minutes`` gives the same
+answer before and after a rollup.
+
+All time arithmetic goes through epoch microseconds (``epoch_us``/``make_timestamptz``), so
+minute and hour buckets are UTC whatever the session ``TimeZone`` of whoever reads the views.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Columns of ``probes``: exactly the ``ProbeResult`` fields, with their DuckDB types.
+PROBE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("endpoint_id", "VARCHAR NOT NULL"),
+    ("started_at", "TIMESTAMPTZ NOT NULL"),
+    ("source", "VARCHAR NOT NULL"),
+    ("outcome", "VARCHAR NOT NULL"),
+    ("status_code", "INTEGER"),
+    ("detail", "VARCHAR NOT NULL"),
+    ("prompt_name", "VARCHAR NOT NULL"),
+    ("event_id", "VARCHAR"),
+    ("conn_reused", "BOOLEAN"),
+    ("connect_ms", "FLOAT"),
+    ("ttft_ms", "FLOAT"),
+    ("reasoning_ttft_ms", "FLOAT"),
+    ("itl_ms_mean", "FLOAT"),
+    ("itl_ms_p50", "FLOAT"),
+    ("itl_ms_p90", "FLOAT"),
+    ("itl_ms_max", "FLOAT"),
+    ("tpot_ms", "FLOAT"),
+    ("e2e_ms", "FLOAT"),
+    ("chunks", "INTEGER NOT NULL"),
+    ("tokens_per_chunk", "FLOAT"),
+    ("input_tokens", "INTEGER"),
+    ("output_tokens", "INTEGER"),
+    ("usage_reported", "BOOLEAN NOT NULL"),
+    ("retry_after_s", "FLOAT"),
+)
+
+#: Columns of ``probes_minute`` and of the ``probe_minutes`` view, in order.
+MINUTE_COLUMNS: tuple[str, ...] = (
+    "endpoint_id",
+    "source",
+    "minute",
+    "n",
+    "n_ok",
+    "n_429",
+    "n_error",
+    "ttft_ms_p50",
+    "ttft_ms_p90",
+    "itl_ms_p50",
+    "itl_ms_p90",
+    "tps_p50",
+    "tps_p90",
+    "ttft_ms_sum",
+    "n_ttft",
+)
+
+#: The timestamp column each table is partitioned on in the Parquet lake (UTC date).
+PARTITION_COLUMN: dict[str, str] = {
+    "probes": "started_at",
+    "probes_minute": "minute",
+    "decisions": "created_at",
+    "feedback": "received_at",
+    "learned": "learned_at",
+}
+
+#: Tables exported to the Parquet lake (endpoints as one whole file, the rest per UTC date).
+LAKE_TABLES: tuple[str, ...] = (
+    "endpoints",
+    "probes",
+    "probes_minute",
+    "decisions",
+    "feedback",
+    "learned",
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: the statements that take a file from ``version - 1`` to ``version``."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+_V1 = Migration(
+    version=1,
+    description="endpoints, raw probes, decisions and feedback",
+    statements=(
+        """CREATE TABLE endpoints (
+            id VARCHAR PRIMARY KEY,
+            base_url VARCHAR NOT NULL,
+            wire_format VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            provider VARCHAR NOT NULL,
+            price_in_per_mtok DOUBLE NOT NULL,
+            price_out_per_mtok DOUBLE NOT NULL,
+            context_window INTEGER NOT NULL,
+            tags VARCHAR[] NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        )""",
+        "CREATE TABLE probes (\n"
+        + ",\n".join(f"    {name} {sql_type}" for name, sql_type in PROBE_COLUMNS)
+        + "\n)",
+        """CREATE TABLE decisions (
+            event_id VARCHAR PRIMARY KEY,
+            created_at TIMESTAMPTZ NOT NULL,
+            router VARCHAR NOT NULL,
+            context JSON NOT NULL,
+            candidates VARCHAR[] NOT NULL,
+            probabilities DOUBLE[] NOT NULL,
+            chosen VARCHAR NOT NULL,
+            chosen_prob DOUBLE NOT NULL,
+            fallbacks VARCHAR[] NOT NULL,
+            policy_version VARCHAR NOT NULL,
+            shadow BOOLEAN NOT NULL,
+            served VARCHAR,
+            prompt_tokens INTEGER,
+            max_tokens INTEGER
+        )""",
+        """CREATE TABLE feedback (
+            event_id VARCHAR NOT NULL,
+            score DOUBLE NOT NULL,
+            comment VARCHAR,
+            received_at TIMESTAMPTZ NOT NULL
+        )""",
+    ),
+)
+
+_V2 = Migration(
+    version=2,
+    description="per-minute rollup of old probes, learned-event marks, feedback lookup index",
+    statements=(
+        """CREATE TABLE probes_minute (
+            endpoint_id VARCHAR NOT NULL,
+            source VARCHAR NOT NULL,
+            minute TIMESTAMPTZ NOT NULL,
+            n INTEGER NOT NULL,
+            n_ok INTEGER NOT NULL,
+            n_429 INTEGER NOT NULL,
+            n_error INTEGER NOT NULL,
+            ttft_ms_p50 FLOAT,
+            ttft_ms_p90 FLOAT,
+            itl_ms_p50 FLOAT,
+            itl_ms_p90 FLOAT,
+            tps_p50 FLOAT,
+            tps_p90 FLOAT,
+            ttft_ms_sum DOUBLE,
+            n_ttft INTEGER NOT NULL
+        )""",
+        """CREATE TABLE learned (
+            event_id VARCHAR PRIMARY KEY,
+            learned_at TIMESTAMPTZ NOT NULL
+        )""",
+        "CREATE INDEX feedback_event_id ON feedback (event_id)",
+    ),
+)
+
+#: Every schema step, oldest first. Append only: never edit a released step.
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+
+SCHEMA_VERSION_DDL = (
+    "CREATE TABLE IF NOT EXISTS schema_version "
+    "(version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+)
+
+#: Minute bucket of ``started_at`` (UTC, independent of the session time zone).
+MINUTE_EXPR = "make_timestamptz((epoch_us(started_at) // 60000000) * 60000000)"
+
+#: THE aggregation of raw probe rows to one row per endpoint, source and UTC minute.
+#: Percentiles (``quantile_cont``, linear interpolation) and the ttft sum cover the minute's
+#: ``ok`` rows; ``n_error`` counts every non-ok row (429s included); tokens/s is
+#: ``1000 / tpot_ms`` per row (rows with ``tpot_ms > 0``). One list-valued quantile per metric
+#: and CASE instead of FILTER make it about 3x faster than six scalar quantiles. Fill in
+#: ``{source}`` (a relation with the probe columns) and ``{where}`` with ``minute_agg_sql``.
+MINUTE_AGG_SQL = f"""
+SELECT
+    endpoint_id, source, minute, n, n_ok, n_429, n_error,
+    CAST(q_ttft[1] AS FLOAT) AS ttft_ms_p50,
+    CAST(q_ttft[2] AS FLOAT) AS ttft_ms_p90,
+    CAST(q_itl[1] AS FLOAT) AS itl_ms_p50,
+    CAST(q_itl[2] AS FLOAT) AS itl_ms_p90,
+    CAST(q_tps[1] AS FLOAT) AS tps_p50,
+    CAST(q_tps[2] AS FLOAT) AS tps_p90,
+    ttft_ms_sum, n_ttft
+FROM (
+    SELECT
+        endpoint_id,
+        source,
+        {MINUTE_EXPR} AS minute,
+        CAST(count(*) AS INTEGER) AS n,
+        CAST(count_if(outcome = 'ok') AS INTEGER) AS n_ok,
+        CAST(count_if(outcome = 'http_429') AS INTEGER) AS n_429,
+        CAST(count_if(outcome <> 'ok') AS INTEGER) AS n_error,
+        quantile_cont(CASE WHEN outcome = 'ok' THEN ttft_ms END, [0.5, 0.9]) AS q_ttft,
+        quantile_cont(CASE WHEN outcome = 'ok' THEN itl_ms_p50 END, [0.5, 0.9]) AS q_itl,
+        quantile_cont(CASE WHEN outcome = 'ok' AND tpot_ms > 0 THEN 1000.0 / tpot_ms END,
+                      [0.5, 0.9]) AS q_tps,
+        CAST(fsum(CASE WHEN outcome = 'ok' THEN ttft_ms END) AS DOUBLE) AS ttft_ms_sum,
+        CAST(count(CASE WHEN outcome = 'ok' THEN ttft_ms END) AS INTEGER) AS n_ttft
+    FROM {{source}}
+    WHERE {{where}}
+    GROUP BY endpoint_id, source, minute
+)
+"""
+
+
+def minute_agg_sql(source: str = "probes", where: str = "TRUE") -> str:
+    """The per-minute aggregation of ``source`` rows matching ``where`` (SQL text)."""
+    return MINUTE_AGG_SQL.format(source=source, where=where)
+
+
+_MINUTE_COLS = ", ".join(MINUTE_COLUMNS)
+
+
+@dataclass(frozen=True)
+class View:
+    """A view (or table macro) recreated on every open, with the comment shown to humans."""
+
+    name: str
+    comment: str
+    sql: str
+    macro: bool = False
+
+
+#: Views and macros in creation order (later ones read earlier ones).
+VIEWS: tuple[View, ...] = (
+    View(
+        "probe_minutes",
+        "One row per endpoint, source and UTC minute: the rolled-up minutes of probes_minute "
+        "plus the raw probes aggregated the same way (MINUTE_AGG_SQL). Read this, not the two "
+        "tables, to cover both old and recent data.",
+        f"SELECT {_MINUTE_COLS} FROM probes_minute "
+        f"UNION ALL SELECT {_MINUTE_COLS} FROM ({minute_agg_sql()})",
+    ),
+    View(
+        "probe_minutes_between",
+        "Table macro probe_minutes_between(t0, t1): probe_minutes restricted to minutes in "
+        "[t0, t1), with the time filter pushed into the raw scan (fast on large files).",
+        f"SELECT {_MINUTE_COLS} FROM probes_minute WHERE minute >= t0 AND minute < t1 "
+        f"UNION ALL SELECT {_MINUTE_COLS} FROM "
+        f"({minute_agg_sql(where='started_at >= t0 AND started_at < t1')})",
+        macro=True,
+    ),
+    View(
+        "v_probes",
+        "Raw probe rows (recent, not yet rolled up) with tokens_per_s = 1000 / tpot_ms.",
+        "SELECT *, CASE WHEN tpot_ms > 0 THEN 1000.0 / tpot_ms END AS tokens_per_s FROM probes",
+    ),
+    View(
+        "v_hourly",
+        "Per endpoint and UTC hour, from probe_minutes (all sources): n, n_traffic, the "
+        "median over the hour's minutes of the per-minute p50/p90 of ttft, itl and tokens/s, "
+        "the exact mean ttft, and error and 429 rates (fractions of all calls).",
+        """SELECT
+            endpoint_id,
+            make_timestamptz((epoch_us(minute) // 3600000000) * 3600000000) AS hour,
+            CAST((epoch_us(minute) // 3600000000) % 24 AS INTEGER) AS hour_of_day_utc,
+            CAST(sum(n) AS BIGINT) AS n,
+            CAST(sum(n_ok) AS BIGINT) AS n_ok,
+            CAST(coalesce(sum(n) FILTER (WHERE source = 'traffic'), 0) AS BIGINT) AS n_traffic,
+            median(ttft_ms_p50) AS ttft_ms_p50,
+            median(ttft_ms_p90) AS ttft_ms_p90,
+            sum(ttft_ms_sum) / nullif(sum(n_ttft), 0) AS ttft_ms_mean,
+            median(itl_ms_p50) AS itl_ms_p50,
+            median(itl_ms_p90) AS itl_ms_p90,
+            median(tps_p50) AS tps_p50,
+            median(tps_p90) AS tps_p90,
+            sum(n_error) / sum(n) AS error_rate,
+            sum(n_429) / sum(n) AS rate_429
+        FROM probe_minutes
+        GROUP BY endpoint_id, hour, hour_of_day_utc""",
+    ),
+    View(
+        "v_decisions",
+        "Routing decisions with their latest feedback (score, comment, feedback_at, "
+        "n_feedback; NULL without feedback) and learned_at when the bandit has learned it.",
+        """SELECT d.*, f.score, f.comment, f.feedback_at, coalesce(f.n_feedback, 0) AS n_feedback,
+               l.learned_at
+        FROM decisions AS d
+        LEFT JOIN (
+            SELECT event_id,
+                   arg_max(score, received_at) AS score,
+                   arg_max(comment, received_at) AS comment,
+                   max(received_at) AS feedback_at,
+                   count(*) AS n_feedback
+            FROM feedback GROUP BY event_id
+        ) AS f ON f.event_id = d.event_id
+        LEFT JOIN learned AS l ON l.event_id = d.event_id""",
+    ),
+)
+
+
+def view_ddl(view: View) -> list[str]:
+    """The statements that (re)create one view or macro, comment included."""
+    comment = view.comment.replace("'", "''")
+    if view.macro:
+        return [
+            f"CREATE OR REPLACE MACRO {view.name}(t0, t1) AS TABLE {view.sql}",
+            f"COMMENT ON MACRO TABLE {view.name} IS '{comment}'",
+        ]
+    return [
+        f"CREATE OR REPLACE VIEW {view.name} AS {view.sql}",
+        f"COMMENT ON VIEW {view.name} IS '{comment}'",
+    ]

@@ -1,0 +1,385 @@
+"""The single writer: one thread owns the write connection and appends rows in batches.
+
+Producers (the event loop, any thread) append to an in-memory buffer under a lock: O(1), no
+I/O. The writer thread wakes every ``flush_interval_s``, when ``batch_rows`` rows are waiting,
+or when someone calls ``flush()``; it swaps the buffer out and appends it in one transaction,
+each table as one Arrow batch. A committed batch is in DuckDB's write-ahead log, so it
+survives ``kill -9``: a crash loses at most the rows of the last interval.
+
+Between flushes the thread runs jobs handed to ``submit`` (the rollup) and keeps the Parquet
+lake fresh (``warehouse.lake``). A batch that fails is retried in halves until the rows that
+cannot be written stand alone; those are dropped, logged, and reported by the next ``flush()``
+as ``WarehouseWriteError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
+
+import duckdb
+import pyarrow as pa
+
+from warehouse.convert import (
+    decisions_to_arrow,
+    endpoints_to_arrow,
+    feedback_to_arrow,
+    learned_to_arrow,
+    probes_to_arrow,
+)
+from warehouse.errors import WarehouseClosedError, WarehouseError, WarehouseWriteError
+from warehouse.lake import Lake
+from warehouse.models import Decision, Endpoint, Feedback, ProbeResult
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Job = Callable[[duckdb.DuckDBPyConnection], object]
+
+
+@dataclass
+class _Batch:
+    """Rows waiting for (or in) one write."""
+
+    probes: list[ProbeResult] = field(default_factory=list)
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    feedback: list[Feedback] = field(default_factory=list)
+    learned: dict[str, datetime] = field(default_factory=dict)
+    endpoints: dict[str, tuple[Endpoint, datetime]] = field(default_factory=dict)
+
+    def rows(self) -> int:
+        return (
+            len(self.probes)
+            + len(self.decisions)
+            + len(self.feedback)
+            + len(self.learned)
+            + len(self.endpoints)
+        )
+
+
+class Writer:
+    """The writer thread and its buffer (see the module docstring)."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        *,
+        flush_interval_s: float,
+        batch_rows: int,
+        snapshot_interval_s: float,
+        clock: Callable[[], float],
+        lake: Lake | None,
+    ) -> None:
+        self._con = con
+        self.flush_interval_s = flush_interval_s
+        self.batch_rows = batch_rows
+        self.snapshot_interval_s = snapshot_interval_s
+        self._clock = clock
+        self.lake = lake
+        self._lock = threading.Lock()
+        self._done = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._buf = _Batch()
+        self._inflight: _Batch | None = None
+        self._enqueued = 0
+        self._durable = 0
+        self._errors: list[tuple[int, BaseException]] = []
+        self._jobs: deque[tuple[Job, Future[object]]] = deque()
+        self._stopping = False
+        self._dead = False
+        self._thread = threading.Thread(target=self._run, name="warehouse-writer", daemon=True)
+        self.batches_written = 0
+        self.rows_written = 0
+        self.write_seconds = 0.0  # time spent converting and appending batches
+
+    # -- producer side (any thread, O(1)) ------------------------------------------------
+    def _check(self) -> None:
+        # lock held
+        if self._stopping or self._dead:
+            raise WarehouseClosedError("the warehouse is closing; no more rows are accepted")
+
+    def _added(self, n: int) -> None:
+        # lock held
+        self._enqueued += n
+        if self._buf.rows() >= self.batch_rows:
+            self._wake.set()
+
+    def put_probes(self, rows: list[ProbeResult]) -> None:
+        with self._lock:
+            self._check()
+            self._buf.probes.extend(rows)
+            self._added(len(rows))
+
+    def put_decision(self, d: Decision) -> None:
+        with self._lock:
+            self._check()
+            self._buf.decisions[d.event_id] = d
+            self._added(1)
+
+    def put_feedback(self, f: Feedback) -> None:
+        with self._lock:
+            self._check()
+            self._buf.feedback.append(f)
+            self._added(1)
+
+    def put_learned(self, event_ids: list[str], at: datetime) -> None:
+        with self._lock:
+            self._check()
+            for event_id in event_ids:
+                self._buf.learned.setdefault(event_id, at)
+            self._added(len(event_ids))
+
+    def put_endpoints(self, endpoints: list[Endpoint], at: datetime) -> None:
+        with self._lock:
+            self._check()
+            for e in endpoints:
+                self._buf.endpoints[e.id] = (e, at)
+            self._added(len(endpoints))
+
+    # -- rows not yet committed ----------------------------------------------------------
+    def _batches(self) -> list[_Batch]:
+        return [b for b in (self._inflight, self._buf) if b is not None]
+
+    def pending_decision(self, event_id: str) -> Decision | None:
+        with self._lock:
+            for b in self._batches():
+                if event_id in b.decisions:
+                    return b.decisions[event_id]
+        return None
+
+    def pending_decisions(self) -> list[Decision]:
+        with self._lock:
+            return [d for b in self._batches() for d in b.decisions.values()]
+
+    def pending_feedback(self, event_id: str) -> list[Feedback]:
+        with self._lock:
+            return [f for b in self._batches() for f in b.feedback if f.event_id == event_id]
+
+    def pending_learned(self) -> set[str]:
+        with self._lock:
+            return {e for b in self._batches() for e in b.learned}
+
+    @property
+    def backlog(self) -> int:
+        """Rows enqueued and not yet committed."""
+        with self._lock:
+            return self._enqueued - self._durable
+
+    # -- control -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every row enqueued before the call is committed."""
+        with self._lock:
+            target = self._enqueued
+        self._wake.set()
+        with self._done:
+            ok = self._done.wait_for(lambda: self._durable >= target or self._dead, timeout)
+            if self._durable < target:
+                if not ok:
+                    raise WarehouseError(f"flush timed out after {timeout} s")
+                raise WarehouseClosedError("the warehouse writer has stopped")
+            failed = [exc for upto, exc in self._errors if upto <= target]
+            self._errors = [(u, e) for u, e in self._errors if u > target]
+        if failed:
+            raise WarehouseWriteError(
+                f"{len(failed)} write(s) failed, rows dropped: {failed[0]!r}"
+            ) from failed[0]
+
+    def submit(self, job: Callable[[duckdb.DuckDBPyConnection], T]) -> Future[T]:
+        """Run ``job(write_connection)`` on the writer thread after the pending rows."""
+        fut: Future[T] = Future()
+        with self._lock:
+            if self._stopping or self._dead:
+                raise WarehouseClosedError("the warehouse writer has stopped")
+            self._jobs.append((job, fut))  # type: ignore[arg-type]
+        self._wake.set()
+        return fut
+
+    def stop(self) -> None:
+        """Write everything buffered, run queued jobs, snapshot the lake, end the thread."""
+        with self._lock:
+            self._stopping = True
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    # -- the thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException:
+            log.critical(
+                "the warehouse writer thread died; rows are no longer written", exc_info=True
+            )
+        finally:
+            with self._done:
+                self._dead = True
+                jobs, self._jobs = list(self._jobs), deque()
+                self._done.notify_all()
+            for _, fut in jobs:
+                if fut.set_running_or_notify_cancel():
+                    fut.set_exception(WarehouseClosedError("the warehouse writer has stopped"))
+
+    def _loop(self) -> None:
+        lake = self.lake
+        if lake is not None and not self._lake_call(lake.start):
+            self.lake = lake = None
+        next_snapshot = self._clock() + self.snapshot_interval_s
+        while True:
+            deadline = self._clock() + self.flush_interval_s
+            while not self._wake.is_set():
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    break
+                if lake is not None and lake.has_work and not self._stopping:
+                    self._lake_call(lake.work_one)
+                else:
+                    self._wake.wait(remaining)
+            self._wake.clear()
+            self._commit_pending()
+            self._run_jobs()
+            if lake is not None and self._clock() >= next_snapshot:
+                self._lake_call(lake.snapshot)
+                next_snapshot = self._clock() + self.snapshot_interval_s
+            with self._lock:
+                if self._stopping and not self._buf.rows() and not self._jobs:
+                    break
+        if lake is not None:
+            self._lake_call(lake.snapshot)
+
+    def _lake_call(self, fn: Callable[[], object]) -> bool:
+        try:
+            fn()
+        except Exception:
+            log.exception("parquet lake update failed (the warehouse itself is unaffected)")
+            return False
+        return True
+
+    def _run_jobs(self) -> None:
+        while True:
+            with self._lock:
+                if not self._jobs:
+                    return
+                job, fut = self._jobs.popleft()
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(job(self._con))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                fut.set_exception(exc)
+
+    def _commit_pending(self) -> None:
+        with self._lock:
+            batch, self._buf = self._buf, _Batch()
+            upto = self._enqueued
+            self._inflight = batch
+        errors: list[BaseException] = []
+        if batch.rows():
+            started = time.perf_counter()
+            errors = self._write(batch)
+            self.write_seconds += time.perf_counter() - started
+        with self._done:
+            self._inflight = None
+            self._durable = upto
+            self._errors.extend((upto, e) for e in errors)
+            self._done.notify_all()
+
+    def _write(self, batch: _Batch) -> list[BaseException]:
+        steps: list[tuple[str, list[object], Callable[[list[object]], pa.Table]]] = []
+        if batch.endpoints:
+            steps.append(("endpoints", list(batch.endpoints.values()), self._endpoints))
+        if batch.decisions:
+            steps.append(("decisions", list(batch.decisions.values()), self._decisions))
+        if batch.probes:
+            steps.append(("probes", list(batch.probes), self._probes))
+        if batch.feedback:
+            steps.append(("feedback", list(batch.feedback), self._feedback))
+        if batch.learned:
+            steps.append(("learned", list(batch.learned.items()), self._learned))
+        con = self._con
+        done: list[tuple[str, pa.Table]] = []
+        errors: list[BaseException] = []
+        try:
+            con.execute("BEGIN TRANSACTION")
+            done = [(table, insert(rows)) for table, rows, insert in steps]
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            done = []
+            for table, rows, insert in steps:
+                errors.extend(self._salvage(table, rows, insert, done))
+        for table, written in done:
+            self.rows_written += written.num_rows
+            if self.lake is not None:
+                self.lake.add(table, written)
+        self.batches_written += 1
+        return errors
+
+    def _salvage(
+        self,
+        table: str,
+        rows: list[object],
+        insert: Callable[[list[object]], pa.Table],
+        done: list[tuple[str, pa.Table]],
+    ) -> list[BaseException]:
+        """Write what can be written: halve failing parts until the bad rows stand alone."""
+        errors: list[BaseException] = []
+        stack = [rows]
+        while stack:
+            part = stack.pop()
+            try:
+                self._con.execute("BEGIN TRANSACTION")
+                written = insert(part)
+                self._con.execute("COMMIT")
+                done.append((table, written))
+            except Exception as exc:
+                self._con.execute("ROLLBACK")
+                if len(part) > 1:
+                    half = len(part) // 2
+                    stack.extend((part[half:], part[:half]))
+                else:
+                    log.error("dropped one %s row that could not be written: %r", table, exc)
+                    errors.append(exc)
+        return errors
+
+    def _insert(self, sql: str, rows: pa.Table, *, returning: bool = False) -> pa.Table:
+        self._con.register("wh_batch", rows)
+        try:
+            if not returning:
+                self._con.execute(sql)
+                return rows
+            rel = self._con.sql(sql + " RETURNING *")
+            return rel.to_arrow_table() if rel is not None else rows.slice(0, 0)
+        finally:
+            self._con.unregister("wh_batch")
+
+    def _probes(self, rows: list[object]) -> pa.Table:
+        table = probes_to_arrow(rows)  # type: ignore[arg-type]
+        return self._insert("INSERT INTO probes BY NAME SELECT * FROM wh_batch", table)
+
+    def _feedback(self, rows: list[object]) -> pa.Table:
+        table = feedback_to_arrow(rows)  # type: ignore[arg-type]
+        return self._insert("INSERT INTO feedback BY NAME SELECT * FROM wh_batch", table)
+
+    def _decisions(self, rows: list[object]) -> pa.Table:
+        table = decisions_to_arrow(rows)  # type: ignore[arg-type]
+        sql = "INSERT OR IGNORE INTO decisions BY NAME SELECT * FROM wh_batch"
+        return self._insert(sql, table, returning=True)
+
+    def _learned(self, rows: list[object]) -> pa.Table:
+        table = learned_to_arrow(rows)  # type: ignore[arg-type]
+        sql = "INSERT OR IGNORE INTO learned BY NAME SELECT * FROM wh_batch"
+        return self._insert(sql, table, returning=True)
+
+    def _endpoints(self, rows: list[object]) -> pa.Table:
+        table = endpoints_to_arrow(rows)  # type: ignore[arg-type]
+        sql = "INSERT OR REPLACE INTO endpoints BY NAME SELECT * FROM wh_batch"
+        return self._insert(sql, table)
