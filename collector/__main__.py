@@ -55,8 +55,8 @@ async def catalog_or_simulator(settings: CollectorSettings) -> AsyncIterator[Cat
         yield Catalog(endpoints=tuple(sim.catalog()))
 
 
-def format_live(stats: dict[str, LiveStat]) -> str:
-    """The live per-endpoint figures as a compact table."""
+def format_live(stats: dict[str, LiveStat], endpoint_ids: Sequence[str] = ()) -> str:
+    """The live per-endpoint figures as a compact table; endpoints without samples show '-'."""
     now = utcnow()
 
     def f(v: float | None, spec: str = ".0f") -> str:
@@ -67,8 +67,8 @@ def format_live(stats: dict[str, LiveStat]) -> str:
         f"{'tok/s':>6} {'err%':>5} {'429%':>5} {'age s':>6}"
     )
     lines = [head]
-    for ep_id in sorted(stats):
-        s = stats[ep_id]
+    for ep_id in sorted(set(stats) | set(endpoint_ids)):
+        s = stats.get(ep_id) or LiveStat(endpoint_id=ep_id)
         age = s.age_s(now)
         lines.append(
             f"{ep_id:<34} {s.samples:>5} {f(s.ttft_ms_p50):>8} {f(s.ttft_ms_p90):>7} "
@@ -126,7 +126,9 @@ async def run_collect(
                     flush=True,
                 )
                 printer = (
-                    asyncio.create_task(_print_live(warehouse, print_every_s, out))
+                    asyncio.create_task(
+                        _print_live(warehouse, [e.id for e in catalog.endpoints], print_every_s, out)
+                    )
                     if print_every_s
                     else None
                 )
@@ -137,14 +139,21 @@ async def run_collect(
                 await collector.stop()
         finally:
             await warehouse.aclose()
-    print("stopped; every row flushed", file=out, flush=True)  # type: ignore[call-overload]
+    print(
+        f"stopped after {collector.fired} probes; every row flushed",
+        file=out,  # type: ignore[arg-type]
+        flush=True,
+    )
     return 0
 
 
-async def _print_live(warehouse: Warehouse, every_s: float, out: object) -> None:
+async def _print_live(
+    warehouse: Warehouse, endpoint_ids: list[str], every_s: float, out: object
+) -> None:
     while True:
         await asyncio.sleep(every_s)
-        print(format_live(warehouse.live.all()) + "\n", file=out, flush=True)  # type: ignore[call-overload]
+        table = format_live(warehouse.live.all(), endpoint_ids)
+        print(table + "\n", file=out, flush=True)  # type: ignore[call-overload]
 
 
 def add_collect_arguments(parser: argparse.ArgumentParser) -> None:

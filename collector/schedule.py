@@ -73,6 +73,8 @@ class Collector:
             ttft_s=config.ttft_timeout_s,
             total_s=config.total_timeout_s,
         )
+        # Jitter never exceeds half the interval, so a short interval keeps its cadence.
+        self.jitter_s = min(config.jitter_s, config.interval_s / 2)
         self._rng = random.Random(seed)
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
         self._in_flight: set[str] = set()
@@ -102,7 +104,7 @@ class Collector:
                 self._job,
                 IntervalTrigger(
                     seconds=interval,
-                    jitter=self.config.jitter_s or None,
+                    jitter=self.jitter_s or None,
                     start_date=now + timedelta(seconds=offset),
                     timezone=UTC,
                 ),
