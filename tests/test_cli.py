@@ -87,7 +87,10 @@ def test_sigterm_flushes_every_probe(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env_for(),
     )
     try:
-        time.sleep(4)
+        assert proc.stdout is not None
+        started = proc.stdout.readline()  # printed once the scheduler runs
+        assert started.startswith("probing 8 endpoints"), started
+        time.sleep(3)
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=30)
     finally:

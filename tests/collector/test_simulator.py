@@ -9,7 +9,6 @@ import asyncio
 import json
 import math
 import random
-import statistics
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -432,8 +431,7 @@ async def timed_stream(session: aiohttp.ClientSession, url: str) -> tuple[str, f
     return rid, arrivals[0] if arrivals else math.nan, arrivals
 
 
-@pytest.mark.serial
-async def test_timing_20_concurrent_streams_match_injected() -> None:
+async def test_20_concurrent_streams_keep_their_injected_schedule() -> None:
     cfg = config(prof(ttft_ms_median=60.0, ttft_sigma=0.3, gap_ms_median=10.0, gap_sigma=0.4,
                       tokens_per_chunk=(1, 1), output_tokens=(40, 40)))  # fmt: skip
     async with served(cfg) as (sim, session):
@@ -441,25 +439,18 @@ async def test_timing_20_concurrent_streams_match_injected() -> None:
         await asyncio.gather(*(timed_stream(session, url) for _ in range(20)))  # warm connections
         results = await asyncio.gather(*(timed_stream(session, url) for _ in range(20)))
         recs = {r["request_id"]: r for r in await injected(session, sim)}
-    ttft_err, end_err, gap_err, server_ttft_err, server_gap_err = [], [], [], [], []
     for rid, _, arrivals in results:
         rec = recs[rid]
         injected_gaps, sent = rec["injected_gaps_ms"], rec["sent_ms"]
-        assert len(arrivals) == len(sent) == 40
-        ttft_err.append(arrivals[0] - rec["injected_ttft_ms"])
-        end_err.append(arrivals[-1] - arrivals[0] - sum(injected_gaps))  # no drift over 39 gaps
-        gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
-        gap_err += [abs(g - i) for g, i in zip(gaps, injected_gaps, strict=True)]
-        server_ttft_err.append(sent[0] - rec["injected_ttft_ms"])
-        server_gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
-        server_gap_err += [abs(g - i) for g, i in zip(server_gaps, injected_gaps, strict=True)]
-    # Loose bounds (a busy 2-core machine); tests/bench measures precision. Client-side TTFT
-    # also holds the time 20 simultaneous requests queue in the client.
-    assert 0 <= statistics.median(ttft_err) < 25
-    assert abs(statistics.median(end_err)) < 5
-    assert statistics.median(gap_err) < 3.0
-    assert 0 <= statistics.median(server_ttft_err) < 5.0
-    assert statistics.median(server_gap_err) < 2.0
+        assert len(arrivals) == len(sent) == 40  # every chunk, none merged away or lost
+        # Causality, whatever the load: no chunk leaves or arrives before its injected time,
+        # and deadlines are absolute (chunk i is due at ttft + sum of the first i gaps).
+        due = [rec["injected_ttft_ms"]]
+        for gap in injected_gaps:
+            due.append(due[-1] + gap)
+        assert all(s >= d - 0.01 for s, d in zip(sent, due, strict=True))
+        assert all(a >= d - 0.01 for a, d in zip(arrivals, due, strict=True))
+    # Precision (how close to due) is measured by tests/bench/collector_fidelity.py, not here.
 
 
 # --- defaults, catalog, subprocess -------------------------------------------------------
