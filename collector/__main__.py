@@ -185,6 +185,7 @@ def settings_from_args(args: argparse.Namespace) -> CollectorSettings:
 def collect_command(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per probe otherwise
     if args.cost:
         catalog = (
             load_catalog(settings.catalog)

@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    up = sub.add_parser("up", help="the sidecar: collector, warehouse, bandit and HTTP API")
+    up.add_argument("--config", type=Path, help="TOML settings file")
+    up.add_argument("--catalog", type=Path, help="endpoint catalog (default: the simulator)")
+    up.add_argument("--host", help="bind address (default 127.0.0.1)")
+    up.add_argument("--port", type=int, help="HTTP port (default 8080)")
+    up.add_argument("--db", type=Path, help="DuckDB file (default var/switchyard.duckdb)")
+
     demo = sub.add_parser("demo", help="simulated providers + collector, live figures")
     demo.add_argument("--db", type=Path, help="DuckDB file (default var/switchyard.duckdb)")
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
@@ -62,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "up":
+        return commands.up(args)
     if args.command == "collect":
         return collect_command(args)
     if args.command == "demo":

@@ -137,3 +137,24 @@ def report_tod(args: argparse.Namespace) -> int:
     print(render_text(report))
     print(f"\nheatmap: {png}\n         {html}")
     return 0
+
+
+def up(args: argparse.Namespace) -> int:
+    """The all-in-one sidecar process."""
+    import logging
+
+    from serving.settings import ServingSettings
+    from serving.up import run
+
+    settings = load_settings(
+        ServingSettings, args.config, catalog=args.catalog, host=args.host, port=args.port
+    )
+    if args.db is not None:
+        settings = settings.model_copy(
+            update={"warehouse": settings.warehouse.model_copy(update={"path": args.db})}
+        )
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per probe otherwise
+    return run(settings)
