@@ -166,8 +166,9 @@ def settings_reference(cls: type[BaseSettings], prefix: str = ENV_PREFIX) -> str
             type_name = (
                 type_name.replace("typing.", "").replace("NoneType", "None").replace(" | ", " or ")
             )
-            shown = "unset" if default is None else f"`{default}`"
-            rows.append(f"| `{var}` | {type_name} | {shown} | {field.description or ''} |")
+            shown = "unset" if default is None else f"`{default!r}`" if default == "" else f"`{default}`"
+            cells = [f"`{var}`", type_name, shown, field.description or ""]
+            rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
 
     walk(cls, prefix)
     return "\n".join(rows)

@@ -64,3 +64,29 @@ def test_readme_documents_every_cli_command() -> None:
     sub = next(a for a in parser._actions if a.dest == "command")
     for name in sub.choices:  # type: ignore[union-attr]
         assert f"switchyard {name}" in text, f"`switchyard {name}` is not in the README"
+
+
+def test_settings_reference_is_current() -> None:
+    from serving.docs import README as DOCS_README
+    from serving.docs import updated
+
+    text = DOCS_README.read_text()
+    assert updated(text) == text, "README settings reference is stale: run python -m serving.docs"
+
+
+def test_every_setting_has_a_description() -> None:
+    from pydantic import BaseModel
+
+    from serving.settings import ServingSettings
+
+    def walk(model: type[BaseModel], path: str) -> list[str]:
+        missing = []
+        for name, field in model.model_fields.items():
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                missing += walk(ann, f"{path}{name}.")
+            elif not field.description:
+                missing.append(path + name)
+        return missing
+
+    assert walk(ServingSettings, "") == []
