@@ -1,0 +1,492 @@
+"""The router service the sidecar calls: route, join outcomes and feedback, learn, persist.
+
+- ``route(request)``: screen the catalog (``bandit.constraints``), build features, let the
+  policy decide, log the ``Decision`` to the warehouse, return it with ranked fallbacks and
+  the expected TTFT, ITL and cost. In shadow mode the caller's default endpoint serves and the
+  decision is only logged (and the served endpoint's outcome learned, with probability 1).
+- ``record_outcome(result)``: the measured call (a ``ProbeResult`` with ``event_id``).
+- ``record_feedback(feedback)``: ``accepted`` or ``duplicate``; an unknown event raises
+  ``UnknownEventError`` (404), feedback after the window ``FeedbackWindowError`` (409).
+
+When an event is learned (see ``bandit.reward`` for the reward): as soon as its feedback
+arrives within ``feedback_window_s``; for objectives without a quality weight, as soon as its
+outcome arrives; otherwise when the window closes (``expire``), following
+``past_window_policy``. Each event is learned exactly once: the service keeps every pending
+and every recently settled event id, and the warehouse's ``learned`` table remembers the rest.
+
+Persistence: ``checkpoint()`` saves the policy atomically with the ids it learned since the
+previous checkpoint and the creation time of the oldest event still pending, then marks those
+ids in the warehouse's ``learned`` table. ``recover()`` restores the checkpoint and replays,
+oldest first, every decision logged since that time that the ``learned`` table does not list:
+learned again if its feedback or outcome is in the warehouse, pending otherwise. So a kill -9
+loses no learning that the warehouse holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bandit.config import BanditConfig, PastWindowPolicy
+from bandit.constraints import Limits, LiveStatsSource, screen
+from bandit.errors import FeedbackWindowError, UnknownEventError
+from bandit.features import ArmCache
+from bandit.policy import Policy, RouteContext, VWPolicy
+from bandit.reward import QualityMeans, compute_reward, expected_reward, labelled_action
+from bandit.router_string import Objective, parse_router
+from bandit.schemas import (
+    FeedbackStatus,
+    OutcomeStatus,
+    RecoveryReport,
+    RouteRequest,
+    RouteResult,
+    WarehouseLike,
+)
+from warehouse.models import Decision, Endpoint, Feedback, ProbeResult, Source, utcnow
+from warehouse.schema import PROBE_COLUMNS
+
+__all__ = [
+    "FeedbackStatus",
+    "OutcomeStatus",
+    "RecoveryReport",
+    "RouteRequest",
+    "RouteResult",
+    "RouterService",
+    "WarehouseLike",
+]
+
+log = logging.getLogger(__name__)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SWEEP_INTERVAL_S = 5.0
+
+
+@dataclass(slots=True)
+class _Pending:
+    decision: Decision
+    needs_feedback: bool
+    outcome: ProbeResult | None = None
+    feedback: Feedback | None = None
+
+
+def _objective_of(decision: Decision) -> Objective:
+    ctx = decision.context
+
+    def w(key: str) -> float:
+        value = ctx.get(key, 0.0)
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    return Objective(q=w("r.q"), c=w("r.c"), t=w("r.t"), i=w("r.i"))
+
+
+class RouterService:
+    """Routes requests with a policy and keeps it learning. Thread-safe; blocking (VW and
+    DuckDB), so async callers use the ``a*`` methods, which run in a worker thread."""
+
+    def __init__(
+        self,
+        config: BanditConfig,
+        warehouse: WarehouseLike,
+        endpoints: Sequence[Endpoint],
+        *,
+        policy: Policy | None = None,
+        cooldowns: Mapping[str, datetime] | None = None,
+        live: LiveStatsSource | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        if not endpoints:
+            raise ValueError("the service needs at least one endpoint")
+        self.config = config
+        self.warehouse = warehouse
+        self.endpoints = list(endpoints)
+        self.policy = policy if policy is not None else VWPolicy(config)
+        self.cooldowns: Mapping[str, datetime] = cooldowns if cooldowns is not None else {}
+        self.live = live if live is not None else warehouse.live
+        self.clock = clock
+        self.default_objective = parse_router(config.default_router)
+        self.quality = QualityMeans()
+        self._window = timedelta(seconds=config.feedback_window_s)
+        self._lock = threading.RLock()
+        self._arms = ArmCache()
+        self._pending: dict[str, _Pending] = {}
+        # settled event id -> (created_at, had feedback, labelled endpoint)
+        self._settled: dict[str, tuple[datetime, bool, str]] = {}
+        self._since_checkpoint: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    # -- routing -------------------------------------------------------------------------
+    def set_endpoints(self, endpoints: Sequence[Endpoint]) -> None:
+        """Replace the catalog (e.g. after a reload)."""
+        with self._lock:
+            self.endpoints = list(endpoints)
+
+    def route(self, request: RouteRequest) -> RouteResult:
+        """Decide which endpoint serves ``request``; ``NoCandidateError`` if none may."""
+        now = self.clock()
+        router = request.router or self.config.default_router
+        objective = parse_router(router, self.default_objective)
+        max_tokens = request.max_tokens or self.config.default_max_tokens
+        context = RouteContext.build(
+            request.prompt,
+            objective=objective,
+            router=router,
+            now=now,
+            max_tokens=max_tokens,
+            prompt_tokens=request.prompt_tokens,
+            max_words=self.config.max_prompt_features,
+        )
+        limits = Limits(
+            allow=frozenset(request.allow) if request.allow is not None else None,
+            deny=frozenset(request.deny),
+            max_price_per_mtok=request.max_price_per_mtok,
+        )
+        shadow = None
+        if self.config.shadow:
+            shadow = request.default_endpoint or self.config.shadow_endpoint
+            if shadow is None:
+                raise ValueError("shadow mode needs a default endpoint (request or config)")
+        with self._lock:
+            screening = screen(
+                self.endpoints,
+                objective=objective,
+                now=now,
+                prompt_tokens=context.prompt_tokens,
+                max_tokens=max_tokens,
+                live=self.live,
+                cooldowns=self.cooldowns,
+                limits=limits,
+                max_error_rate=self.config.max_error_rate,
+                min_error_samples=self.config.min_error_samples,
+            )
+            allowed = screening.require()
+            arms = [self._arms.get(e, self.live.get(e.id), now) for e in allowed]
+            decision = self.policy.pull(
+                context, arms, max_fallbacks=self.config.max_fallbacks, shadow_endpoint=shadow
+            )
+            self._pending[decision.event_id] = _Pending(decision, objective.needs_feedback)
+        self.warehouse.add_decision(decision)
+        serve = shadow or decision.chosen
+        by_id = {a.endpoint_id: a for a in arms}
+        endpoint = next((e for e in self.endpoints if e.id == serve), None)
+        exp = expected_reward(
+            by_id[serve].features if serve in by_id else {},
+            objective,
+            prompt_tokens=context.prompt_tokens,
+            max_tokens=max_tokens,
+            config=self.config,
+        )
+        return RouteResult(
+            decision=decision,
+            endpoint=serve,
+            fallbacks=decision.fallbacks,
+            expected_ttft_ms=exp.ttft_ms,
+            expected_itl_ms=exp.itl_ms,
+            expected_cost_usd=endpoint.cost_usd(context.prompt_tokens, max_tokens)
+            if endpoint is not None
+            else 0.0,
+            rejected=screening.rejected,
+        )
+
+    # -- outcomes and feedback -----------------------------------------------------------
+    def record_outcome(self, result: ProbeResult, *, store: bool = True) -> OutcomeStatus:
+        """Join a measured call to its decision (by ``result.event_id``) and store it."""
+        if not result.event_id:
+            raise ValueError("an outcome needs the event_id of its decision")
+        if store and result.source is not Source.TRAFFIC:
+            result = result.model_copy(update={"source": Source.TRAFFIC})
+        with self._lock:
+            pending = self._pending.get(result.event_id)
+            if pending is not None:
+                if pending.outcome is not None:
+                    return OutcomeStatus.DUPLICATE
+                pending.outcome = result
+                status = OutcomeStatus.ACCEPTED
+                if not pending.needs_feedback:
+                    self._settle(pending, learn=True)
+            elif result.event_id in self._settled:
+                status = OutcomeStatus.ALREADY_LEARNED
+            elif self.warehouse.get_decision(result.event_id) is None:
+                raise UnknownEventError(f"no decision with event id {result.event_id!r}")
+            else:
+                status = OutcomeStatus.ALREADY_LEARNED
+        if store:
+            self.warehouse.add_probe(result)
+        return status
+
+    def record_feedback(self, feedback: Feedback) -> FeedbackStatus:
+        """Join feedback to its decision; learn the event if it waited for it."""
+        now = self.clock()
+        feedback = feedback.model_copy(update={"received_at": now})
+        with self._lock:
+            pending = self._pending.get(feedback.event_id)
+            if pending is not None:
+                if pending.feedback is not None:
+                    return FeedbackStatus.DUPLICATE
+                late = now - pending.decision.created_at
+                if late > self._window:
+                    self._settle_expired(pending)
+                    raise self._too_late(feedback.event_id, late)
+                pending.feedback = feedback
+                self.warehouse.add_feedback(feedback)
+                self._settle(pending, learn=True)
+                return FeedbackStatus.ACCEPTED
+            settled = self._settled.get(feedback.event_id)
+            if settled is not None:
+                created, had_feedback, endpoint_id = settled
+                if had_feedback:
+                    return FeedbackStatus.DUPLICATE
+                if now - created > self._window:
+                    raise self._too_late(feedback.event_id, now - created)
+                # learned already (its objective had no quality weight): keep the verdict
+                self._settled[feedback.event_id] = (created, True, endpoint_id)
+                self.warehouse.add_feedback(feedback)
+                self.quality.add(endpoint_id, feedback.score)
+                return FeedbackStatus.ACCEPTED
+        decision = self.warehouse.get_decision(feedback.event_id)
+        if decision is None:
+            raise UnknownEventError(f"no decision with event id {feedback.event_id!r}")
+        late = now - decision.created_at
+        if late > self._window:
+            raise self._too_late(feedback.event_id, late)
+        if self.warehouse.feedback_for(feedback.event_id):
+            return FeedbackStatus.DUPLICATE
+        with self._lock:
+            endpoint_id = labelled_action(decision)
+            self._settled[feedback.event_id] = (decision.created_at, True, endpoint_id)
+        self.warehouse.add_feedback(feedback)
+        return FeedbackStatus.ACCEPTED
+
+    def _too_late(self, event_id: str, late: timedelta) -> FeedbackWindowError:
+        reason = (
+            f"feedback came {late.total_seconds():.0f} s after the decision; the window is "
+            f"{self.config.feedback_window_s:.0f} s and the event was settled with "
+            f"past_window_policy={self.config.past_window_policy.value}"
+        )
+        return FeedbackWindowError(f"event {event_id!r}: {reason}", reason=reason)
+
+    # -- learning ------------------------------------------------------------------------
+    def _settle(self, pending: _Pending, *, learn: bool) -> None:
+        """Learn (or skip) one pending event and remember it as settled. Lock held."""
+        d = pending.decision
+        del self._pending[d.event_id]
+        target = labelled_action(d)
+        self._settled[d.event_id] = (d.created_at, pending.feedback is not None, target)
+        self._since_checkpoint.append(d.event_id)
+        learnable = not d.shadow or (d.served is not None and d.served in d.candidates)
+        if not (learn and learnable):
+            return
+        score = pending.feedback.score if pending.feedback is not None else None
+        reward = compute_reward(
+            d,
+            _objective_of(d),
+            self.config,
+            feedback_score=score,
+            outcome=pending.outcome,
+            quality_prior=self.quality.mean(target),
+        )
+        self.policy.update(d, reward)
+        if score is not None:
+            self.quality.add(target, score)
+
+    def _settle_expired(self, pending: _Pending) -> None:
+        learn = (
+            not pending.needs_feedback
+            or self.config.past_window_policy is PastWindowPolicy.LATENCY_COST_ONLY
+        )
+        self._settle(pending, learn=learn)
+
+    def expire(self, now: datetime | None = None) -> int:
+        """Settle every pending event whose feedback window has closed; returns how many."""
+        now = now or self.clock()
+        count = 0
+        with self._lock:
+            for pending in list(self._pending.values()):
+                if now - pending.decision.created_at <= self._window:
+                    continue
+                self._settle_expired(pending)
+                count += 1
+            horizon = now - 2 * self._window
+            for event_id in [k for k, v in self._settled.items() if v[0] < horizon]:
+                del self._settled[event_id]
+        return count
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    # -- persistence ---------------------------------------------------------------------
+    def checkpoint(self) -> Path:
+        """Save the policy atomically, then mark what it learned in the warehouse."""
+        path = self.config.checkpoint_path
+        with self._lock:
+            ids = list(self._since_checkpoint)
+            oldest = min((p.decision.created_at for p in self._pending.values()), default=None)
+            extra: dict[str, object] = {
+                "learned_ids": ids,
+                "oldest_pending_at": (oldest or self.clock()).isoformat(),
+                "quality": self.quality.to_dict(),
+            }
+            self.policy.save(path, extra=extra)
+            self._since_checkpoint = []
+        if ids:
+            self.warehouse.mark_learned(ids)
+        self.warehouse.flush()
+        return path
+
+    def recover(self) -> RecoveryReport:
+        """Restore the checkpoint (if any) and replay the decisions logged after it."""
+        path = self.config.checkpoint_path
+        restored = Path(path).exists()
+        since = EPOCH
+        in_model: set[str] = set()
+        if restored:
+            policy = Policy.load(path, **self._load_overrides())
+            extra = Policy.read_extra(path)
+            with self._lock:
+                self.policy.close()
+                self.policy = policy
+                quality = extra.get("quality")
+                if isinstance(quality, dict):
+                    self.quality = QualityMeans.from_dict(quality)
+            ids = extra.get("learned_ids")
+            in_model = {str(i) for i in ids} if isinstance(ids, list) else set()
+            oldest = extra.get("oldest_pending_at")
+            if isinstance(oldest, str):
+                since = datetime.fromisoformat(oldest)
+        decisions = self.warehouse.decisions_since(since, unlearned_only=True)
+        feedback, outcomes = self._joined(since)
+        now = self.clock()
+        relearned = 0
+        with self._lock:
+            for event_id in in_model:
+                self._since_checkpoint.append(event_id)
+            for d in decisions:
+                if d.event_id in in_model or d.event_id in self._settled:
+                    continue
+                pending = _Pending(d, _objective_of(d).needs_feedback)
+                self._pending[d.event_id] = pending
+                # only feedback accepted within the window is ever stored
+                pending.feedback = feedback.get(d.event_id)
+                pending.outcome = outcomes.get(d.event_id)
+                if pending.feedback is not None or (
+                    pending.outcome is not None and not pending.needs_feedback
+                ):
+                    self._settle(pending, learn=True)
+                    relearned += 1
+                elif now - d.created_at > self._window:
+                    self._settle_expired(pending)
+                    relearned += 1
+            report = RecoveryReport(restored, len(decisions), relearned, len(self._pending))
+        self.checkpoint()
+        log.info("bandit recovery: %s", report)
+        return report
+
+    def rewarded_decisions(self, since: datetime = EPOCH) -> list[tuple[Decision, float]]:
+        """Logged decisions since ``since`` with the reward each earned (for
+        ``bandit.ope.evaluate``): those with feedback, or with an outcome when their objective
+        has no quality weight. Rewards use each decision's own objective."""
+        decisions = self.warehouse.decisions_since(since, unlearned_only=False)
+        feedback, outcomes = self._joined(since)
+        out: list[tuple[Decision, float]] = []
+        for d in decisions:
+            objective = _objective_of(d)
+            fb = feedback.get(d.event_id)
+            outcome = outcomes.get(d.event_id)
+            if fb is None and (outcome is None or objective.needs_feedback):
+                continue
+            reward = compute_reward(
+                d,
+                objective,
+                self.config,
+                feedback_score=fb.score if fb is not None else None,
+                outcome=outcome,
+                quality_prior=self.quality.mean(labelled_action(d)),
+            )
+            out.append((d, reward.value))
+        return out
+
+    def _load_overrides(self) -> dict[str, object]:
+        return {"config": self.config} if isinstance(self.policy, VWPolicy) else {}
+
+    def _joined(self, since: datetime) -> tuple[dict[str, Feedback], dict[str, ProbeResult]]:
+        """First feedback and first traffic outcome of every event decided since ``since``."""
+        feedback: dict[str, Feedback] = {}
+        rows = self.warehouse.query(
+            "SELECT f.event_id, f.score, f.comment, f.received_at FROM feedback AS f "
+            "JOIN decisions AS d ON d.event_id = f.event_id WHERE d.created_at >= ? "
+            "ORDER BY f.received_at",
+            [since],
+        )
+        for event_id, score, comment, received_at in rows:
+            feedback.setdefault(
+                str(event_id),
+                Feedback(
+                    event_id=str(event_id),
+                    score=float(score),  # type: ignore[arg-type]
+                    comment=comment,  # type: ignore[arg-type]
+                    received_at=received_at,  # type: ignore[arg-type]
+                ),
+            )
+        names = [name for name, _ in PROBE_COLUMNS]
+        rows = self.warehouse.query(
+            f"SELECT {', '.join('p.' + n for n in names)} FROM probes AS p "
+            "JOIN decisions AS d ON d.event_id = p.event_id "
+            "WHERE d.created_at >= ? AND p.source = 'traffic' ORDER BY p.started_at",
+            [since],
+        )
+        outcomes: dict[str, ProbeResult] = {}
+        for row in rows:
+            data = {k: v for k, v in zip(names, row, strict=True) if v is not None}
+            result = ProbeResult.model_validate(data)
+            if result.event_id is not None:
+                outcomes.setdefault(result.event_id, result)
+        return feedback, outcomes
+
+    # -- async lifecycle -----------------------------------------------------------------
+    async def start(self) -> None:
+        """Recover, then checkpoint every ``checkpoint_interval_s`` and expire windows."""
+        await asyncio.to_thread(self.recover)
+        self._task = asyncio.create_task(self._maintain(), name="bandit-maintenance")
+
+    async def _maintain(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_checkpoint = loop.time() + self.config.checkpoint_interval_s
+        while True:
+            await asyncio.sleep(min(SWEEP_INTERVAL_S, self.config.checkpoint_interval_s))
+            try:
+                await asyncio.to_thread(self.expire)
+                if loop.time() >= next_checkpoint:
+                    await asyncio.to_thread(self.checkpoint)
+                    next_checkpoint = loop.time() + self.config.checkpoint_interval_s
+            except Exception:  # keep maintaining; the next round retries
+                log.exception("bandit maintenance failed")
+
+    async def aclose(self) -> None:
+        """Stop maintenance, write a final checkpoint, release the policy."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await asyncio.to_thread(self.close)
+
+    def close(self) -> None:
+        """Write a final checkpoint and release the policy (blocking)."""
+        try:
+            self.checkpoint()
+        finally:
+            self.policy.close()
+
+    async def aroute(self, request: RouteRequest) -> RouteResult:
+        return await asyncio.to_thread(self.route, request)
+
+    async def arecord_outcome(self, result: ProbeResult) -> OutcomeStatus:
+        return await asyncio.to_thread(self.record_outcome, result)
+
+    async def arecord_feedback(self, feedback: Feedback) -> FeedbackStatus:
+        return await asyncio.to_thread(self.record_feedback, feedback)

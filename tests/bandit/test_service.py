@@ -1,0 +1,291 @@
+"""The router service on a real DuckDB warehouse: routing, the feedback join, exactly-once
+learning, checkpoints and recovery."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bandit.config import BanditConfig, PastWindowPolicy
+from bandit.errors import FeedbackWindowError, NoCandidateError, UnknownEventError
+from bandit.policy import Policy, VWPolicy
+from bandit.service import FeedbackStatus, OutcomeStatus, RouteRequest, RouterService
+from warehouse.config import WarehouseConfig
+from warehouse.models import Endpoint, Feedback, LiveStat, Outcome, ProbeResult, Source
+from warehouse.store import Warehouse
+
+T0 = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def _endpoints() -> list[Endpoint]:
+    def e(eid: str, price: float, window: int = 32_000) -> Endpoint:
+        return Endpoint(id=eid, base_url="https://x.test/v1", wire_format="openai",
+                        price_in_per_mtok=price, price_out_per_mtok=3 * price,
+                        context_window=window)
+
+    return [e("big@alpha", 10.0), e("small@beta", 0.5), e("tiny@gamma", 0.1, window=2_000)]
+
+
+class StaticLive:
+    def __init__(self, stats: dict[str, LiveStat] | None = None) -> None:
+        self.stats = stats or {}
+
+    def get(self, endpoint_id: str) -> LiveStat | None:
+        return self.stats.get(endpoint_id)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path, clock: Clock) -> Iterator[Warehouse]:
+    wh = Warehouse(WarehouseConfig(path=tmp_path / "w.duckdb"), now=clock, lake=False)
+    wh.open()
+    yield wh
+    wh.close()
+
+
+def _config(tmp_path: Path, **over: object) -> BanditConfig:
+    fields: dict[str, object] = {
+        "checkpoint_path": tmp_path / "bandit.ckpt", "feedback_window_s": 600.0, "bits": 16,
+        "seed": 1,
+    }
+    fields.update(over)
+    return BanditConfig(**fields)  # type: ignore[arg-type]
+
+
+def _service(tmp_path: Path, warehouse: Warehouse, clock: Clock, **over: object) -> RouterService:
+    live = over.pop("live", StaticLive())
+    cooldowns = over.pop("cooldowns", None)
+    return RouterService(_config(tmp_path, **over), warehouse, _endpoints(), clock=clock,
+                         live=live, cooldowns=cooldowns)  # type: ignore[arg-type]
+
+
+def _learned(service: RouterService) -> int:
+    assert isinstance(service.policy, VWPolicy)
+    return service.policy.model.learned
+
+
+def _ok(event_id: str, endpoint: str, ttft: float = 200.0) -> ProbeResult:
+    return ProbeResult(endpoint_id=endpoint, started_at=T0, source=Source.TRAFFIC,
+                       outcome=Outcome.OK, ttft_ms=ttft, itl_ms_p50=20.0, event_id=event_id,
+                       input_tokens=50, output_tokens=30)
+
+
+def test_route_logs_the_decision(tmp_path: Path, warehouse: Warehouse, clock: Clock) -> None:
+    svc = _service(tmp_path, warehouse, clock)
+    res = svc.route(RouteRequest(prompt="Explain DNS in one line.", max_tokens=100))
+    d = res.decision
+    assert res.endpoint == d.chosen and d.chosen in d.candidates
+    assert set(d.candidates) == {"big@alpha", "small@beta", "tiny@gamma"}
+    assert res.fallbacks and d.chosen not in res.fallbacks
+    assert res.expected_ttft_ms == svc.config.unknown_ttft_ms and res.expected_cost_usd > 0
+    stored = warehouse.get_decision(d.event_id)
+    assert stored is not None and stored.chosen == d.chosen
+    assert stored.probabilities == d.probabilities and stored.context == d.context
+    svc.policy.close()
+
+
+def test_constraints_screen_and_no_candidate(tmp_path: Path, warehouse: Warehouse,
+                                              clock: Clock) -> None:
+    cooldowns = {"small@beta": T0 + timedelta(seconds=60)}
+    live = StaticLive({"big@alpha": LiveStat(endpoint_id="big@alpha", samples=10,
+                                             error_rate=0.9)})
+    svc = _service(tmp_path, warehouse, clock, cooldowns=cooldowns, live=live)
+    res = svc.route(RouteRequest(prompt="hi", max_tokens=10))
+    assert res.decision.candidates == ("tiny@gamma",)
+    assert "cooling down" in res.rejected["small@beta"]
+    assert "failing" in res.rejected["big@alpha"]
+    with pytest.raises(NoCandidateError, match="context window"):
+        svc.route(RouteRequest(prompt="x" * 20_000, max_tokens=10))
+    with pytest.raises(NoCandidateError):
+        svc.route(RouteRequest(prompt="hi", router="router@q:1|providers:nobody"))
+    clock.advance(61)
+    res = svc.route(RouteRequest(prompt="hi", max_tokens=10, deny=("tiny@gamma",)))
+    assert res.decision.candidates == ("small@beta",)
+    svc.policy.close()
+
+
+def test_feedback_join_accepted_duplicate_unknown_late(tmp_path: Path, warehouse: Warehouse,
+                                                        clock: Clock) -> None:
+    svc = _service(tmp_path, warehouse, clock)
+    d = svc.route(RouteRequest(prompt="What is a monad?")).decision
+    assert svc.record_outcome(_ok(d.event_id, d.chosen)) is OutcomeStatus.ACCEPTED
+    assert _learned(svc) == 0  # quality counts: waits for the thumb
+    assert svc.record_feedback(Feedback(event_id=d.event_id, score=1.0)) is FeedbackStatus.ACCEPTED
+    assert _learned(svc) == 1
+    assert svc.record_feedback(Feedback(event_id=d.event_id, score=0.0)) is FeedbackStatus.DUPLICATE
+    assert svc.record_outcome(_ok(d.event_id, d.chosen)) is OutcomeStatus.ALREADY_LEARNED
+    assert _learned(svc) == 1
+    with pytest.raises(UnknownEventError) as unknown:
+        svc.record_feedback(Feedback(event_id="no-such-event-id-at-all", score=1.0))
+    assert unknown.value.status == 404
+    late = svc.route(RouteRequest(prompt="Late one")).decision
+    clock.advance(601)
+    with pytest.raises(FeedbackWindowError) as too_late:
+        svc.record_feedback(Feedback(event_id=late.event_id, score=1.0))
+    assert too_late.value.status == 409 and "window" in too_late.value.reason
+    assert _learned(svc) == 2  # the late event was settled by the default policy
+    with pytest.raises(FeedbackWindowError):
+        svc.record_feedback(Feedback(event_id=late.event_id, score=1.0))
+    assert _learned(svc) == 2
+    warehouse.flush()
+    assert [f.score for f in warehouse.feedback_for(d.event_id)] == [1.0]
+    svc.policy.close()
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(["fb", "fb2", "out", "exp"])))
+def test_each_event_is_learned_exactly_once(tmp_path: Path, warehouse: Warehouse, clock: Clock,
+                                             order: tuple[str, ...]) -> None:
+    svc = _service(tmp_path, warehouse, clock)
+    d = svc.route(RouteRequest(prompt="Exactly once?")).decision
+    for step in order:
+        try:
+            if step in ("fb", "fb2"):
+                svc.record_feedback(Feedback(event_id=d.event_id, score=0.5))
+            elif step == "out":
+                svc.record_outcome(_ok(d.event_id, d.chosen))
+            else:
+                clock.advance(700)
+                svc.expire()
+        except FeedbackWindowError:
+            pass
+    assert _learned(svc) == 1
+    assert svc.pending_count == 0
+    svc.policy.close()
+
+
+def test_latency_only_objective_learns_on_the_outcome(tmp_path: Path, warehouse: Warehouse,
+                                                       clock: Clock) -> None:
+    svc = _service(tmp_path, warehouse, clock)
+    d = svc.route(RouteRequest(prompt="fast please", router="router@t:1")).decision
+    assert svc.record_outcome(_ok(d.event_id, d.chosen)) is OutcomeStatus.ACCEPTED
+    assert _learned(svc) == 1
+    assert svc.record_outcome(_ok(d.event_id, d.chosen)) is OutcomeStatus.ALREADY_LEARNED
+    assert svc.record_feedback(Feedback(event_id=d.event_id, score=1.0)) is FeedbackStatus.ACCEPTED
+    assert svc.record_feedback(Feedback(event_id=d.event_id, score=1.0)) is FeedbackStatus.DUPLICATE
+    assert _learned(svc) == 1
+    with pytest.raises(UnknownEventError):
+        svc.record_outcome(_ok("never-routed-event-id", "big@alpha"))
+    svc.policy.close()
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"), [(PastWindowPolicy.LATENCY_COST_ONLY, 3), (PastWindowPolicy.SKIP, 0)]
+)
+def test_past_window_policy(tmp_path: Path, warehouse: Warehouse, clock: Clock,
+                            policy: PastWindowPolicy, expected: int) -> None:
+    svc = _service(tmp_path, warehouse, clock, past_window_policy=policy)
+    for k in range(3):
+        svc.route(RouteRequest(prompt=f"question {k}"))
+    clock.advance(300)
+    assert svc.expire() == 0
+    clock.advance(301)
+    assert svc.expire() == 3
+    assert _learned(svc) == expected and svc.pending_count == 0
+    svc.policy.close()
+
+
+def test_shadow_mode_serves_the_default_and_learns_it(tmp_path: Path, warehouse: Warehouse,
+                                                       clock: Clock) -> None:
+    svc = _service(tmp_path, warehouse, clock, shadow=True, shadow_endpoint="big@alpha")
+    res = svc.route(RouteRequest(prompt="shadow me", router="router@t:1"))
+    assert res.endpoint == "big@alpha" and res.decision.shadow
+    assert res.decision.served == "big@alpha"
+    svc.record_outcome(_ok(res.decision.event_id, "big@alpha"))
+    assert _learned(svc) == 1
+    res = svc.route(RouteRequest(prompt="x", router="router@t:1", default_endpoint="small@beta"))
+    assert res.endpoint == "small@beta"
+    svc.policy.close()
+
+
+def test_checkpoint_and_recover_replay_unmarked_events(tmp_path: Path, warehouse: Warehouse,
+                                                        clock: Clock) -> None:
+    svc = _service(tmp_path, warehouse, clock)
+    events = []
+    for k in range(6):
+        d = svc.route(RouteRequest(prompt=f"prompt {k}")).decision
+        events.append(d)
+        clock.advance(1)
+        if k == 2:
+            for e in events:
+                svc.record_feedback(Feedback(event_id=e.event_id, score=1.0))
+            svc.checkpoint()
+    for e in events[3:5]:
+        svc.record_feedback(Feedback(event_id=e.event_id, score=0.0))
+    warehouse.flush()
+    assert isinstance(svc.policy, VWPolicy)
+    expected = svc.policy.model.weights_json()
+    # a new process: the last checkpoint has 3 events; the warehouse holds 2 more with feedback
+    fresh = _service(tmp_path, warehouse, clock)
+    report = fresh.recover()
+    assert report.restored and report.relearned == 2 and report.pending == 1
+    assert isinstance(fresh.policy, VWPolicy)
+    assert fresh.policy.model.weights_json() == expected
+    with pytest.raises(FeedbackWindowError):
+        clock.advance(10_000)
+        fresh.record_feedback(Feedback(event_id=events[0].event_id, score=1.0))
+    assert warehouse.query("SELECT count(*) FROM learned") == [(5,)]
+    svc.policy.close()
+    fresh.policy.close()
+
+
+def test_rewarded_decisions_feed_off_policy_evaluation(tmp_path: Path, warehouse: Warehouse,
+                                                       clock: Clock) -> None:
+    from bandit.ope import FixedTarget, evaluate
+
+    svc = _service(tmp_path, warehouse, clock)
+    for k in range(8):
+        d = svc.route(RouteRequest(prompt=f"q{k}", router="router@t:0.001")).decision
+        svc.record_outcome(_ok(d.event_id, d.chosen, ttft=100.0 + 10 * k))
+    svc.route(RouteRequest(prompt="no outcome, no feedback"))
+    warehouse.flush()
+    logged = svc.rewarded_decisions()
+    assert len(logged) == 8
+    assert all(r < 0 for _, r in logged)  # latency costs, no quality weight
+    estimates = evaluate(logged, [FixedTarget("big@alpha")])
+    assert len(estimates) == 3
+    svc.policy.close()
+
+
+def test_checkpoint_is_atomic_and_loadable(tmp_path: Path, warehouse: Warehouse,
+                                           clock: Clock) -> None:
+    svc = _service(tmp_path, warehouse, clock)
+    svc.route(RouteRequest(prompt="hello"))
+    path = svc.checkpoint()
+    assert path.exists() and not list(tmp_path.glob("*.tmp"))
+    loaded = Policy.load(path)
+    assert isinstance(loaded, VWPolicy) and loaded.config == svc.config
+    loaded.close()
+    svc.close()
+
+
+async def test_async_lifecycle(tmp_path: Path, warehouse: Warehouse, clock: Clock) -> None:
+    svc = _service(tmp_path, warehouse, clock, checkpoint_interval_s=0.05)
+    await svc.start()
+    res = await svc.aroute(RouteRequest(prompt="async hello", router="router@t:1"))
+    assert await svc.arecord_outcome(_ok(res.decision.event_id, res.decision.chosen)) \
+        is OutcomeStatus.ACCEPTED
+    await svc.aclose()
+    assert svc.config.checkpoint_path.exists()
+    warehouse.flush()
+    assert warehouse.query("SELECT event_id FROM learned") == [(res.decision.event_id,)]
