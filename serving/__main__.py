@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     tod = report_sub.add_parser("tod", help="which endpoint is fastest at which hour")
     commands.add_tod_arguments(tod)
 
+    bandit = sub.add_parser("bandit", help="the routing model")
+    bandit_sub = bandit.add_subparsers(dest="action", required=True, metavar="ACTION")
+    evaluate = bandit_sub.add_parser(
+        "evaluate", help="estimate other policies on logged decisions (IPS, SNIPS, DR)"
+    )
+    commands.add_evaluate_arguments(evaluate)
+
     wh = sub.add_parser("warehouse", help="warehouse maintenance")
     wh_sub = wh.add_subparsers(dest="action", required=True, metavar="ACTION")
     seed = wh_sub.add_parser("seed", help="write a realistic history from the simulator")
@@ -86,6 +93,8 @@ def dispatch(args: argparse.Namespace) -> int:
             updates["warehouse"] = settings.warehouse.model_copy(update={"path": args.db})
         settings = settings.model_copy(update=updates)
         return commands.demo(settings, duration_s=args.duration)
+    if args.command == "bandit":
+        return commands.evaluate(args)
     if args.command == "report":
         return commands.report_tod(args)
     if args.command == "warehouse":

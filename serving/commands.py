@@ -158,3 +158,28 @@ def up(args: argparse.Namespace) -> int:
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per probe otherwise
     return run(settings)
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    from serving.evaluate import add_arguments
+
+    add_arguments(parser)
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Offline policy evaluation over the warehouse's logged decisions."""
+    from serving.evaluate import render, run
+    from serving.settings import ServingSettings
+
+    settings = load_settings(ServingSettings)
+    bandit_config = settings.bandit
+    if args.checkpoint is not None:
+        bandit_config = bandit_config.model_copy(update={"checkpoint_path": args.checkpoint})
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap must be >= 0 (got {args.bootstrap})")
+    estimates = run(
+        _warehouse_config(args.db), bandit_config, since=_parse_when(args.since, "--since"),
+        routers=args.router, epsilons=args.epsilon, bootstrap=args.bootstrap,
+    )
+    print(render(estimates))
+    return 0
