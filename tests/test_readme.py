@@ -90,3 +90,12 @@ def test_every_setting_has_a_description() -> None:
         return missing
 
     assert walk(ServingSettings, "") == []
+
+
+def test_router_strings_in_the_readme_parse() -> None:
+    from bandit.router_string import parse_router
+
+    found = set(re.findall(r"router@[^\s`'\"]+", README.read_text()))
+    assert len(found) >= 3
+    for text in found:
+        parse_router(text)  # raises RouterStringError on anything the README gets wrong
