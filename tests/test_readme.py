@@ -95,7 +95,8 @@ def test_every_setting_has_a_description() -> None:
 def test_router_strings_in_the_readme_parse() -> None:
     from bandit.router_string import parse_router
 
-    found = set(re.findall(r"router@[^\s`'\"]+", README.read_text()))
+    text = README.read_text().replace("\\|", "|")  # pipes escaped inside Markdown tables
+    found = set(re.findall(r"router@[^\s`'\"]+", text))
     assert len(found) >= 3
-    for text in found:
-        parse_router(text)  # raises RouterStringError on anything the README gets wrong
+    for router in found:
+        parse_router(router)  # raises RouterStringError on anything the README gets wrong
