@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from collector.__main__ import add_collect_arguments, collect_command
+from bandit.errors import BanditError
 from collector.errors import CollectorError
 from collector.settings import CollectorSettings, load_settings
 from serving import commands
@@ -112,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return dispatch(args)
-    except (CollectorError, WarehouseError, ServingError, ValueError) as exc:
+    except (BanditError, CollectorError, WarehouseError, ServingError, ValueError) as exc:
         print(f"switchyard {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
