@@ -6,7 +6,7 @@
     switchyard report tod [...]          hour-of-day analysis, heatmap PNG + HTML
     switchyard warehouse seed --days 30  realistic history from the simulator's profiles
     switchyard warehouse export DIR      Parquet, partitioned by date
-    switchyard warehouse rollup          roll raw probes past retention up per minute
+    switchyard warehouse rollup          apply retention: drop raw probes, keep minute rollups
 
 This module is the composition root of the CLI: it builds objects from settings and flags.
 """
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = wh_sub.add_parser("export", help="export probes to Parquet partitioned by date")
     export.add_argument("dest", type=Path)
     export.add_argument("--db", type=Path)
-    rollup = wh_sub.add_parser("rollup", help="roll raw probes past retention up per minute")
+    rollup = wh_sub.add_parser("rollup", help="apply retention: delete raw probes past it, keep minute rollups")
     rollup.add_argument("--db", type=Path)
     rollup.add_argument("--days", type=int, help="retention in days (default from settings)")
     return parser

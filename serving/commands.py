@@ -51,7 +51,7 @@ def rollup(args: argparse.Namespace) -> int:
         raise ValueError(f"--days must be positive (got {days})")
     with Warehouse(config) as wh:
         moved = wh.rollup(older_than_days=days)
-    print(f"rolled up {moved} raw probe rows older than {days} days", file=sys.stdout)
+    print(f"deleted {moved} raw probe rows older than {days} days (their minute rollups stay)")
     return 0
 
 

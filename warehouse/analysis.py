@@ -222,19 +222,28 @@ def group_quantiles(
 
 def peaks(matrix: npt.NDArray[np.float64]) -> dict[str, list[object]]:
     """Peak and trough hour/value per row of an (E, 24) matrix with NaN for no data."""
-    cols: dict[str, list[object]] = {k: [] for k in (
-        "peak_hour", "peak_value", "trough_hour", "trough_value", "peak_trough_ratio")}
-    for row in matrix:
-        if np.isnan(row).all():
+    rows = matrix.shape[0]
+    has = ~np.isnan(matrix).all(axis=1) if rows else np.zeros(0, dtype=bool)
+    hi = np.zeros(rows, dtype=np.int64)
+    lo = np.zeros(rows, dtype=np.int64)
+    if has.any():
+        hi[has] = np.nanargmax(matrix[has], axis=1)
+        lo[has] = np.nanargmin(matrix[has], axis=1)
+    index = np.arange(rows)
+    top, bottom = matrix[index, hi], matrix[index, lo]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = top / bottom
+    cols: dict[str, list[object]] = {
+        "peak_hour": hi.tolist(), "peak_value": top.tolist(), "trough_hour": lo.tolist(),
+        "trough_value": bottom.tolist(), "peak_trough_ratio": ratio.tolist(),
+    }
+    positive = (bottom > 0).tolist()
+    for i, ok in enumerate(has.tolist()):
+        if not ok:
             for key in cols:
-                cols[key].append(None)
-            continue
-        hi, lo = int(np.nanargmax(row)), int(np.nanargmin(row))
-        cols["peak_hour"].append(hi)
-        cols["peak_value"].append(float(row[hi]))
-        cols["trough_hour"].append(lo)
-        cols["trough_value"].append(float(row[lo]))
-        cols["peak_trough_ratio"].append(float(row[hi] / row[lo]) if row[lo] > 0 else None)
+                cols[key][i] = None
+        elif not positive[i]:
+            cols["peak_trough_ratio"][i] = None
     return cols
 
 

@@ -13,6 +13,10 @@ DEFAULT_LIVE_WINDOW_S = 15 * 60.0
 DEFAULT_LIVE_HALF_LIFE_S = 5 * 60.0
 DEFAULT_RETENTION_DAYS = 30
 DEFAULT_SNAPSHOT_INTERVAL_S = 30.0
+DEFAULT_ROLLUP_GRACE_S = 120.0
+# Under DuckDB's row group (122,880 rows): larger appends are written as row groups of their
+# own that made later checkpoints (which block commits) several times slower.
+DEFAULT_ROLLUP_SLICE_ROWS = 100_000
 
 
 class WarehouseConfig(BaseModel):
@@ -41,11 +45,24 @@ class WarehouseConfig(BaseModel):
     retention_days: int = Field(
         default=DEFAULT_RETENTION_DAYS,
         gt=0,
-        description="Raw probe rows older than this are rolled up per endpoint per minute.",
+        description="Raw probe rows older than this many days are deleted; their per-minute "
+        "rollups (probes_minute) are kept.",
     )
     snapshot_interval_s: float = Field(
         default=DEFAULT_SNAPSHOT_INTERVAL_S,
         gt=0,
         le=60,
         description="Seconds between read-only snapshots that analysts may open any time.",
+    )
+    rollup_grace_s: float = Field(
+        default=DEFAULT_ROLLUP_GRACE_S,
+        ge=0,
+        description="A minute is rolled up into probes_minute once its end is this many "
+        "seconds in the past (later rows for it are folded in as they arrive).",
+    )
+    rollup_slice_rows: int = Field(
+        default=DEFAULT_ROLLUP_SLICE_ROWS,
+        gt=0,
+        description="Raw rows one rollup step aggregates at most (about): catching up on a "
+        "large file runs in such steps between flushes.",
     )

@@ -102,6 +102,22 @@ def _item(r: ProbeResult) -> _Item:
     return (r.started_at, r.source == _TRAFFIC, False, outcome == _429, None, None, None)
 
 
+_LIVE_FIELDS = frozenset(LiveStat.model_fields)
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _live_stat(**values: object) -> LiveStat:
+    """A ``LiveStat`` from trusted values, every field given: what ``model_construct`` does,
+    without its per-field default handling (5x cheaper; built once per endpoint per batch)."""
+    stat = _new(LiveStat)
+    _set(stat, "__dict__", values)
+    _set(stat, "__pydantic_fields_set__", _LIVE_FIELDS)
+    _set(stat, "__pydantic_extra__", None)
+    _set(stat, "__pydantic_private__", None)
+    return stat
+
+
 def _remove(values: list[float], value: float) -> None:
     i = bisect_left(values, value)
     if i < len(values) and values[i] == value:
@@ -296,7 +312,7 @@ class LiveStats:
     def _snapshot(self, endpoint_id: str, st: _Endpoint) -> LiveStat:
         n = st.n
         s_ttft, w_ttft, s_itl, w_itl, s_tps, w_tps, s_err, w_err = st.ew
-        return LiveStat.model_construct(
+        return _live_stat(
             endpoint_id=endpoint_id,
             samples=n,
             samples_traffic=st.n_traffic,

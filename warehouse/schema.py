@@ -4,10 +4,12 @@ Tables are data and change only through numbered migrations (``MIGRATIONS``, app
 ``warehouse.migrations``). Views and macros are code: they are dropped and recreated from
 ``VIEWS`` each time the writer opens a file, so fixing a view never needs a migration.
 
-The per-minute aggregation of raw probe rows is written once, in ``MINUTE_AGG_SQL``. The rollup
-job uses it to move old raw rows into ``probes_minute`` and the ``probe_minutes`` view uses it to
-aggregate the raw rows still in ``probes``, so an analysis over ``probe_minutes`` gives the same
-answer before and after a rollup.
+The per-minute aggregation of raw probe rows is written once, in ``MINUTE_AGG_SQL``. The writer
+keeps ``probes_minute`` filled with it continuously (``warehouse.rollup``): every closed minute
+before the watermark ``rollup_watermark.rolled_to`` is in ``probes_minute``, and the
+``probe_minutes`` view adds the raw rows from the watermark on, aggregated by the same SQL. An
+analysis over ``probe_minutes`` therefore gives the same answer whether a minute was rolled up or
+not, and reads only the newest raw rows (DuckDB skips older row groups by their zone maps).
 
 All time arithmetic goes through epoch microseconds (``epoch_us``/``make_timestamptz``), so
 minute and hour buckets are UTC whatever the session ``TimeZone`` of whoever reads the views.
@@ -73,9 +75,11 @@ PARTITION_COLUMN: dict[str, str] = {
     "learned": "learned_at",
 }
 
-#: Tables exported to the Parquet lake (endpoints as one whole file, the rest per UTC date).
+#: Tables exported to the Parquet lake: those of ``PARTITION_COLUMN`` per UTC date, the others
+#: (small) as one whole file.
 LAKE_TABLES: tuple[str, ...] = (
     "endpoints",
+    "rollup_watermark",
     "probes",
     "probes_minute",
     "decisions",
@@ -166,13 +170,8 @@ _V2 = Migration(
     ),
 )
 
-#: Every schema step, oldest first. Append only: never edit a released step.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
-
-SCHEMA_VERSION_DDL = (
-    "CREATE TABLE IF NOT EXISTS schema_version "
-    "(version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
-)
+#: Epoch microseconds of one minute.
+MINUTE_US = 60_000_000
 
 #: Minute bucket of ``started_at`` (UTC, independent of the session time zone).
 MINUTE_EXPR = "make_timestamptz((epoch_us(started_at) // 60000000) * 60000000)"
@@ -220,7 +219,85 @@ def minute_agg_sql(source: str = "probes", where: str = "TRUE") -> str:
     return MINUTE_AGG_SQL.format(source=source, where=where)
 
 
+_KEY = ("endpoint_id", "source", "minute")
+_PERCENTILES = ("ttft_ms_p50", "ttft_ms_p90", "itl_ms_p50", "itl_ms_p90", "tps_p50", "tps_p90")
+
+
+def minute_merge_sql(new: str) -> str:
+    """Merge the minute rows of relation ``new`` with the ``probes_minute`` rows of the same keys.
+
+    Used only for minutes whose raw rows are gone (deleted by retention), so they cannot be
+    aggregated again: counts and sums add up exactly, percentiles become the ``n_ok``-weighted
+    mean of the merged rows' percentiles (an approximation). One row per key, MINUTE_COLUMNS.
+    """
+    cols: dict[str, str] = {c: c for c in _KEY}
+    for c in ("n", "n_ok", "n_429", "n_error", "n_ttft"):
+        cols[c] = f"CAST(sum({c}) AS INTEGER) AS {c}"
+    cols["ttft_ms_sum"] = "sum(ttft_ms_sum) AS ttft_ms_sum"
+    for c in _PERCENTILES:
+        cols[c] = (
+            f"CAST(sum({c} * n_ok) / nullif(sum(n_ok) FILTER (WHERE {c} IS NOT NULL), 0) "
+            f"AS FLOAT) AS {c}"
+        )
+    select = ", ".join(cols[c] for c in MINUTE_COLUMNS)
+    return (
+        f"SELECT {select} FROM (SELECT * FROM {new} UNION ALL BY NAME "
+        f"SELECT pm.* FROM probes_minute AS pm SEMI JOIN {new} AS nw "
+        "ON pm.endpoint_id = nw.endpoint_id AND pm.source = nw.source AND pm.minute = nw.minute)"
+        " GROUP BY endpoint_id, source, minute"
+    )
+
+
+# Step 3 uses the aggregation and merge SQL of this release; should either ever change, freeze
+# a copy of today's text here.
+_V3 = Migration(
+    version=3,
+    description="continuous minute rollup: the rollup watermark",
+    statements=(
+        """CREATE TABLE rollup_watermark (
+            rolled_to TIMESTAMPTZ,
+            raw_from TIMESTAMPTZ,
+            updated_at TIMESTAMPTZ NOT NULL
+        )""",
+        # A v2 file rolled up minutes before some cutoff and deleted their raw rows: both marks
+        # start after its newest rolled-up minute (NULL, nothing rolled up, for a v2 file that
+        # never ran a rollup).
+        f"""INSERT INTO rollup_watermark
+            SELECT make_timestamptz(epoch_us(max(minute)) + {MINUTE_US}),
+                   make_timestamptz(epoch_us(max(minute)) + {MINUTE_US}), now()
+            FROM probes_minute""",
+        # Raw rows a v2 rollup had not merged yet (they arrived after it ran, for minutes it had
+        # rolled up) are merged now, then deleted, as the v3 writer does with such late rows.
+        "CREATE TEMP TABLE v3_late AS "
+        + minute_agg_sql(where="started_at < (SELECT raw_from FROM rollup_watermark)"),
+        "CREATE TEMP TABLE v3_merged AS " + minute_merge_sql("v3_late"),
+        "DELETE FROM probes_minute AS pm USING v3_merged AS m WHERE pm.endpoint_id = "
+        "m.endpoint_id AND pm.source = m.source AND pm.minute = m.minute",
+        "INSERT INTO probes_minute BY NAME SELECT * FROM v3_merged",
+        "DELETE FROM probes WHERE started_at < (SELECT raw_from FROM rollup_watermark)",
+        "DROP TABLE v3_late",
+        "DROP TABLE v3_merged",
+    ),
+)
+
+SCHEMA_VERSION_DDL = (
+    "CREATE TABLE IF NOT EXISTS schema_version "
+    "(version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+)
+
+#: Every schema step, oldest first. Append only: never edit a released step.
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+
+#: The watermark as a scalar: minutes before it are in ``probes_minute``; raw rows from it on
+#: are aggregated by the view. NULL (nothing rolled up yet) reads as -infinity. DuckDB turns a
+#: comparison with it into a dynamic filter on the scan, so older row groups are skipped.
+WATERMARK_SQL = (
+    "coalesce((SELECT max(rolled_to) FROM rollup_watermark), TIMESTAMPTZ '-infinity')"
+)
+
+
 _MINUTE_COLS = ", ".join(MINUTE_COLUMNS)
+_RAW_BETWEEN = f"started_at >= {WATERMARK_SQL} AND started_at >= t0 AND started_at < t1"
 
 
 @dataclass(frozen=True)
@@ -237,24 +314,27 @@ class View:
 VIEWS: tuple[View, ...] = (
     View(
         "probe_minutes",
-        "One row per endpoint, source and UTC minute: the rolled-up minutes of probes_minute "
-        "plus the raw probes aggregated the same way (MINUTE_AGG_SQL). Read this, not the two "
+        "One row per endpoint, source and UTC minute: the minutes rolled up into probes_minute "
+        "(every closed minute before rollup_watermark.rolled_to) plus the raw probes from the "
+        "watermark on, aggregated the same way (MINUTE_AGG_SQL). Read this, not the two "
         "tables, to cover both old and recent data.",
-        f"SELECT {_MINUTE_COLS} FROM probes_minute "
-        f"UNION ALL SELECT {_MINUTE_COLS} FROM ({minute_agg_sql()})",
+        f"SELECT {_MINUTE_COLS} FROM probes_minute WHERE minute < {WATERMARK_SQL} "
+        f"UNION ALL SELECT {_MINUTE_COLS} FROM "
+        f"({minute_agg_sql(where=f'started_at >= {WATERMARK_SQL}')})",
     ),
     View(
         "probe_minutes_between",
         "Table macro probe_minutes_between(t0, t1): probe_minutes restricted to minutes in "
-        "[t0, t1), with the time filter pushed into the raw scan (fast on large files).",
-        f"SELECT {_MINUTE_COLS} FROM probes_minute WHERE minute >= t0 AND minute < t1 "
-        f"UNION ALL SELECT {_MINUTE_COLS} FROM "
-        f"({minute_agg_sql(where='started_at >= t0 AND started_at < t1')})",
+        "[t0, t1), with the time filter pushed into both scans.",
+        f"SELECT {_MINUTE_COLS} FROM probes_minute "
+        f"WHERE minute < {WATERMARK_SQL} AND minute >= t0 AND minute < t1 "
+        f"UNION ALL SELECT {_MINUTE_COLS} FROM ({minute_agg_sql(where=_RAW_BETWEEN)})",
         macro=True,
     ),
     View(
         "v_probes",
-        "Raw probe rows (recent, not yet rolled up) with tokens_per_s = 1000 / tpot_ms.",
+        "Raw probe rows (kept for retention_days; rollup() deletes older ones, whose minutes "
+        "stay in probes_minute) with tokens_per_s = 1000 / tpot_ms.",
         "SELECT *, CASE WHEN tpot_ms > 0 THEN 1000.0 / tpot_ms END AS tokens_per_s FROM probes",
     ),
     View(

@@ -3,8 +3,10 @@
 One process holds the warehouse file. Inside it, a single writer thread owns the write
 connection (``warehouse.writer``); producers hand it rows without blocking; reads run on
 per-thread cursors of the same database; live per-endpoint figures are kept in memory
-(``warehouse.live``); a Parquet mirror plus a read-only catalog lets other processes read at
-any time (``warehouse.lake``).
+(``warehouse.live``); the writer keeps the per-minute rollup current (``warehouse.rollup``); a
+Parquet mirror plus a read-only catalog lets other processes read at any time
+(``warehouse.lake``). ``open_read_only(path)`` is the entry point for reports and analysts
+that read a file no process is writing (a copy, a snapshot, a stopped service's file).
 
 >>> import tempfile, pathlib
 >>> from warehouse.config import WarehouseConfig
@@ -28,12 +30,10 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
 
 import duckdb
 import polars as pl
 
-from warehouse import retention
 from warehouse.config import WarehouseConfig
 from warehouse.convert import decision_from_row, feedback_from_row
 from warehouse.errors import (
@@ -41,15 +41,15 @@ from warehouse.errors import (
     WarehouseError,
     WarehouseQueryError,
 )
-from warehouse.lake import Lake, catalog_path, lake_dir
+from warehouse.lake import Lake, catalog_path, export_tables, lake_dir
 from warehouse.live import LiveStats
 from warehouse.migrations import migrate
 from warehouse.models import Decision, Endpoint, Feedback, ProbeResult, utcnow
-from warehouse.schema import LAKE_TABLES, PARTITION_COLUMN
+from warehouse.retention import retention_steps
+from warehouse.rollup import MinuteRollup, epoch_us, from_epoch_us
 from warehouse.writer import Writer
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 Params = Sequence[object] | dict[str, object] | None
 
 #: Files held by an open Warehouse of this process (DuckDB would hand a second connect the
@@ -61,14 +61,30 @@ _READ_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.
 _NEW, _OPEN, _CLOSING, _CLOSED = "new", "open", "closing", "closed"
 
 
-def _sql_str(value: str | Path) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def _connect(path: Path) -> duckdb.DuckDBPyConnection:
     """Open a DuckDB file for writing, in UTC. Every connection of Switchyard starts here."""
     con = duckdb.connect(str(path))
     con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def open_read_only(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """Open a warehouse file (or the lake's ``-read.duckdb`` catalog) read-only, in UTC.
+
+    The entry point for reports (``warehouse.tod.run_tod_report``) and analysts. It fails
+    with ``duckdb.IOException`` while a process holds the file for writing: read its catalog
+    (``Warehouse.read_path``) instead. Raises FileNotFoundError for a missing file (DuckDB
+    would create an empty one).
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no DuckDB database at {path}")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
@@ -104,6 +120,8 @@ class Warehouse:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._read_root: duckdb.DuckDBPyConnection | None = None
         self._writer: Writer | None = None
+        self._rollup: MinuteRollup | None = None
+        self._lake: Lake | None = None
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursor_lock = threading.Lock()
@@ -150,20 +168,32 @@ class Warehouse:
                 self._release()
                 raise
             self._con = con
-            lake = (
-                Lake(self.path, con, now=self.now, connect=_connect)
-                if self.lake_enabled
-                else None
+            self._rollup = MinuteRollup(
+                con,
+                now=self.now,
+                grace_s=self.config.rollup_grace_s,
+                slice_rows=self.config.rollup_slice_rows,
+                returning=self.lake_enabled,
             )
-            self._writer = Writer(
+            writer = self._writer = Writer(
                 con,
                 flush_interval_s=self.config.flush_interval_s,
                 batch_rows=self.config.batch_rows,
-                snapshot_interval_s=self.config.snapshot_interval_s,
                 clock=self.clock,
-                lake=lake,
+                rollup=self._rollup,
             )
-            self._writer.start()
+            if self.lake_enabled:
+                writer.lake = self._lake = Lake(
+                    self.path,
+                    con.cursor(),
+                    now=self.now,
+                    connect=_connect,
+                    snapshot_interval_s=self.config.snapshot_interval_s,
+                    wake_writer=writer.wake,
+                )
+            writer.start()
+            if self._lake is not None:
+                self._lake.start()
             self._state = _OPEN
 
     async def start(self) -> None:
@@ -187,6 +217,9 @@ class Warehouse:
                 writer.flush(timeout=0)
             except WarehouseError as exc:
                 log.error("rows were lost before close: %s", exc)
+            if self._lake is not None:
+                self._lake.stop()  # after the writer: appends what it committed last
+                self._lake.close()
             with self._cursor_lock:
                 for cur in self._cursors:
                     cur.close()
@@ -282,12 +315,25 @@ class Warehouse:
         return self._w().backlog
 
     def writer_stats(self) -> dict[str, float]:
-        """Counters of the writer thread: batches, rows and seconds spent writing."""
+        """Counters of the writer thread: batches, rows and seconds spent writing; maintenance
+        steps (rollup slices, retention), their seconds and the longest one (what a flush may
+        have waited); the rollup's slices and the raw rows they covered; the lake's cycles,
+        partition rewrites and whether it has work waiting (1.0) or not (0.0)."""
         w = self._w()
+        rollup = self._rollup
+        lake = self._lake
         return {
+            "lake_cycles": lake.cycles if lake is not None else 0,
+            "lake_rewrites": lake.rewrites if lake is not None else 0,
+            "lake_busy": float(lake.has_work) if lake is not None else 0.0,
             "batches": w.batches_written,
             "rows": w.rows_written,
             "write_seconds": w.write_seconds,
+            "maintenance_steps": w.maintenance_steps,
+            "maintenance_seconds": w.maintenance_seconds,
+            "max_step_seconds": w.max_step_seconds,
+            "rollup_steps": rollup.steps if rollup is not None else 0,
+            "rollup_rows": rollup.rows_rolled if rollup is not None else 0,
         }
 
     # -- reads ---------------------------------------------------------------------------
@@ -390,61 +436,59 @@ class Warehouse:
         return await asyncio.to_thread(self.decisions_since, ts, unlearned_only=unlearned_only)
 
     # -- maintenance ---------------------------------------------------------------------
-    def _run_on_writer(self, job: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
-        return self._w().submit(job).result()
-
     def rollup(self, older_than_days: float | None = None) -> int:
-        """Move raw probes older than ``older_than_days`` (default ``retention_days``) into
-        ``probes_minute``, in one transaction; returns the raw rows moved. Idempotent."""
+        """Retention: delete raw probes older than ``older_than_days`` (default
+        ``retention_days``); returns the raw rows deleted. Idempotent.
+
+        The name is historical: every closed minute is rolled up into ``probes_minute``
+        continuously, so this only deletes raw rows whose minutes are already there (rolling
+        up to the cutoff first if the rollup lags behind), and ``probe_minutes`` is the same
+        before and after. The work runs on the writer thread one UTC day per transaction,
+        between flushes. Rows that arrive later for minutes before the cutoff are merged into
+        their minutes (see ``warehouse.rollup``).
+        """
         days = self.config.retention_days if older_than_days is None else older_than_days
         if days < 0:
             raise ValueError(f"older_than_days must be >= 0, got {days}")
-        cutoff = self.now() - timedelta(days=days)
-
-        def job(con: duckdb.DuckDBPyConnection) -> int:
-            moved = retention.rollup(con, cutoff)
-            lake = self._writer.lake if self._writer is not None else None
-            if moved and lake is not None:
-                lake.reconcile(["probes", "probes_minute"])
-            return moved
-
-        return self._run_on_writer(job)
+        cutoff_us = epoch_us(self.now() - timedelta(days=days))
+        writer, rollup = self._w(), self._rollup
+        assert rollup is not None  # set by open()
+        return writer.submit_steps(lambda con: retention_steps(rollup, cutoff_us)).result()
 
     async def arollup(self, older_than_days: float | None = None) -> int:
         return await asyncio.to_thread(self.rollup, older_than_days)
 
-    def snapshot(self) -> None:
-        """Bring the Parquet lake up to date now (it also happens every snapshot interval)."""
+    def catch_up(self) -> datetime | None:
+        """Block until every minute closed by now is rolled up (the writer does it anyway, in
+        steps between flushes: this waits for it); returns the watermark (None: no rows)."""
+        writer, rollup = self._w(), self._rollup
+        assert rollup is not None  # set by open()
+        return from_epoch_us(writer.submit_steps(lambda con: rollup.catch_up_steps()).result())
+
+    def rollup_status(self) -> dict[str, datetime | None]:
+        """``rolled_to``: minutes before it are in ``probes_minute``; ``raw_from``: raw rows
+        before it were deleted by retention (None: not yet)."""
+        self._w()
+        assert self._rollup is not None  # set by open()
+        mark = self._rollup.mark
+        return {"rolled_to": from_epoch_us(mark.rolled_to),
+                "raw_from": from_epoch_us(mark.raw_from)}
+
+    def snapshot(self, timeout: float | None = 60.0) -> None:
+        """Bring the Parquet lake up to date now (it also happens every snapshot interval):
+        when it returns, every row added before the call is in the mirror."""
         self.flush()
-
-        def job(con: duckdb.DuckDBPyConnection) -> None:
-            lake = self._writer.lake if self._writer is not None else None
-            if lake is None:
-                raise WarehouseError("the Parquet lake is off (Warehouse(..., lake=False))")
-            lake.snapshot()
-
-        self._run_on_writer(job)
+        lake = self._lake
+        if lake is None:
+            raise WarehouseError("the Parquet lake is off (Warehouse(..., lake=False))")
+        if not lake.wait_snapshot(lake.request_snapshot(), timeout):
+            raise WarehouseError(f"the lake snapshot did not finish within {timeout} s")
 
     def export_parquet(self, dest_dir: Path | str, *, partition_by_date: bool = True) -> Path:
         """Write every table to ``dest_dir`` as Parquet; time-series tables in
         ``<table>/date=YYYY-MM-DD/`` folders (UTC dates) unless ``partition_by_date=False``."""
-        dest = Path(dest_dir).resolve()
-        dest.mkdir(parents=True, exist_ok=True)
         self.flush()
-        cur = self._cursor()
-        for table in LAKE_TABLES:
-            col = PARTITION_COLUMN.get(table)
-            if partition_by_date and col is not None:
-                target = dest / table
-                cur.execute(
-                    f"COPY (SELECT *, strftime({col}, '%Y-%m-%d') AS date FROM {table}) "
-                    f"TO {_sql_str(target)} (FORMAT parquet, PARTITION_BY (date), "
-                    "OVERWRITE_OR_IGNORE)"
-                )
-            else:
-                target = dest / f"{table}.parquet"
-                cur.execute(f"COPY {table} TO {_sql_str(target)} (FORMAT parquet)")
-        return dest
+        return export_tables(self._cursor(), Path(dest_dir), partition_by_date=partition_by_date)
 
     async def aexport_parquet(
         self, dest_dir: Path | str, *, partition_by_date: bool = True

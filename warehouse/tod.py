@@ -16,22 +16,24 @@ at minute resolution. ``run_tod_report`` is what the CLI calls: report, PNG and 
   under ``zoneinfo``'s offsets: a wall-clock hour that occurs twice (fall back) collects both, the
   skipped hour (spring forward) collects nothing, 30- and 45-minute offsets are exact. Days of
   week are 0 = Monday ... 6 = Sunday.
-- **Speed.** One SQL query filters in DuckDB and hands each endpoint's minutes over as two lists
-  (epoch minutes, values); per endpoint, numpy converts to local time, sorts once and derives
-  the hourly and daily quantiles and the Kruskal-Wallis rank sums (cache-sized work, spread over
-  the cores). SQL window ranks (``rank() OVER (ORDER BY ...)``) over 10 M rows took 1.4-2.5 s on
-  the 2-core target, ``timezone()`` per row another 0.3-0.5 s, ``epoch_ms()`` of a TIMESTAMPTZ
-  0.4 s (``epoch_us()`` is a cheap cast, so minutes come from it). Errors are summed in DuckDB per
+- **Speed.** DuckDB reads the range of minutes, then hands the minute values over as one
+  list per endpoint and local week hour, computing the week hour per row with a CASE over the
+  zone's offset changes in that range; numpy then sorts each endpoint's values once and derives
+  the hourly and daily quantiles and the Kruskal-Wallis rank sums (cache-sized work,
+  single-threaded: threads over endpoints only added CPU time). Grouping into separate lists of
+  minutes and values cost a third more, and flat columns grouped in numpy as much; SQL window
+  ranks (``rank() OVER (ORDER BY ...)``) over 10 M rows took 1.4-2.5 s on the 2-core target,
+  ``timezone()`` per row another 0.3-0.5 s, ``epoch_ms()`` of a TIMESTAMPTZ 0.4 s
+  (``epoch_us()`` is a cheap cast, so minutes come from it). Errors are summed in DuckDB per
   endpoint and 15 UTC minutes (per minute when the zone has offsets that are not multiples of
-  15 minutes in the range) and bucketed afterwards. See ``warehouse.analysis`` for the statistics.
+  15 minutes in the range) and bucketed afterwards. See ``warehouse.analysis`` for the
+  statistics.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,13 +59,18 @@ from warehouse.analysis import (
     significance_frame,
 )
 from warehouse.heatmap import render_html, render_png
+from warehouse.localtime import local_hour_dow, local_week_hour, utc_offset_segments
+from warehouse.store import open_read_only
+
+__all__ = [
+    "QueryFn", "as_query_fn", "local_hour_dow", "local_week_hour", "run_tod_report",
+    "tod_report", "utc_offset_segments", "validate_args", "week_hour_sql",
+]
 
 QueryFn = Callable[[str, Sequence[object]], pl.DataFrame]
 """Runs one SQL query with ``?`` parameters and returns its result as a polars frame."""
 
-_SCAN_STEP_S = 6 * 3600  # offsets are sampled this often, transitions then bisected to the second
 _ERROR_BUCKET_S = 900  # errors are pre-aggregated per 15 UTC minutes when the zone allows
-_PARALLEL_MIN_ROWS = 200_000
 # Epoch minute of the ``minute`` column, floored also before 1970 (DuckDB's // truncates):
 # epoch_us is a cheap cast where epoch_ms on a TIMESTAMPTZ goes through the calendar.
 _SHIFT_MIN = 120_000_000  # minutes (about 228 years, a multiple of 60) added, then removed
@@ -100,71 +107,6 @@ def validate_args(
     if source not in (None, "probe", "traffic"):
         raise ValueError(f"unknown source {source!r}; expected 'probe', 'traffic' or None")
     return zone
-
-
-def utc_offset_segments(zone: ZoneInfo, lo_s: int, hi_s: int) -> list[tuple[int, int]]:
-    """The UTC offsets of ``zone`` over ``[lo_s, hi_s]`` (epoch seconds).
-
-    Returns ``[(start_s, offset_s), ...]`` sorted by start; the first start is ``lo_s`` and each
-    offset holds until the next start. Offsets are sampled every 6 hours and every change is
-    bisected to the second (two transitions less than 6 hours apart do not occur in tzdata).
-    """
-
-    def offset(t: int) -> int:
-        delta = datetime.fromtimestamp(t, zone).utcoffset()
-        return int(delta.total_seconds()) if delta is not None else 0
-
-    segments = [(lo_s, offset(lo_s))]
-    t = lo_s
-    while t < hi_s:
-        nxt = min(t + _SCAN_STEP_S, hi_s)
-        current = segments[-1][1]
-        if offset(nxt) == current:
-            t = nxt
-            continue
-        a, b = t, nxt  # offset(a) == current != offset(b)
-        while b - a > 1:
-            mid = (a + b) // 2
-            if offset(mid) == current:
-                a = mid
-            else:
-                b = mid
-        segments.append((b, offset(b)))
-        t = b
-    return segments
-
-
-def local_week_hour(
-    epoch_minutes: npt.NDArray[np.int32] | npt.NDArray[np.int64],
-    segments: Sequence[tuple[int, int]],
-) -> npt.NDArray[np.uint8]:
-    """Local ``dow * 24 + hour`` (0 = Monday 00h ... 167 = Sunday 23h) of UTC epoch minutes.
-
-    ``segments`` come from ``utc_offset_segments`` and must start at or before every instant.
-    """
-    starts = np.fromiter((st for st, _ in segments), dtype=np.int64, count=len(segments))
-    offs = np.fromiter((o for _, o in segments), dtype=np.int64, count=len(segments))
-    if (offs % 60).any() or (starts[1:] % 60).any():  # offsets in seconds (local mean time)
-        utc_s = epoch_minutes.astype(np.int64) * 60
-        local_hours = (utc_s + offs[np.searchsorted(starts, utc_s, side="right") - 1]) // 3600
-    else:  # whole minutes: int32 arithmetic is enough until the year 6000 and faster
-        minutes = epoch_minutes.astype(np.int32, copy=False)
-        off_min = (offs // 60).astype(np.int32)
-        if offs.size == 1:
-            local_hours = (minutes + off_min[0]) // np.int32(60)
-        else:
-            index = np.searchsorted((starts // 60).astype(np.int32), minutes, side="right") - 1
-            local_hours = (minutes + off_min[index]) // np.int32(60)
-    return ((local_hours + 72) % 168).astype(np.uint8)  # epoch hour 0: a Thursday, 00h
-
-
-def local_hour_dow(
-    epoch_minutes: npt.NDArray[np.int32] | npt.NDArray[np.int64],
-    segments: Sequence[tuple[int, int]],
-) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
-    """Local hour (0-23) and day of week (0 = Monday) of UTC epoch minutes."""
-    week_hour = local_week_hour(epoch_minutes, segments)
-    return week_hour % 24, week_hour // 24
 
 
 def as_query_fn(con_or_query_fn: duckdb.DuckDBPyConnection | QueryFn) -> QueryFn:
@@ -207,11 +149,57 @@ def _where(
     return (" AND ".join(clauses) or "TRUE"), params
 
 
-def _flatten(series: pl.Series, dtype: type[np.generic]) -> tuple[np.ndarray, np.ndarray]:
-    lengths = series.list.len().fill_null(0).to_numpy().astype(np.int64)
-    offsets = np.concatenate(([0], np.cumsum(lengths)))
-    flat = series.explode().drop_nulls().to_numpy().astype(dtype, copy=False)
-    return flat, offsets
+_WEEK_SHIFT_S = 168 * 3600 * 2_000_000  # whole weeks (~38,000 years): keeps // a floor
+
+
+def week_hour_sql(segments: Sequence[tuple[int, int]], minute: str = "m") -> str:
+    """SQL of ``local_week_hour`` (0 = Monday 00h ... 167) of the UTC epoch minute column
+    ``minute``, for offsets ``segments`` (``utc_offset_segments``) covering its values."""
+    off = str(segments[-1][1])
+    if len(segments) > 1:  # the first segment whose successor starts later holds the offset
+        whens = " ".join(f"WHEN {minute} * 60 < {start_s} THEN {before}"
+                         for (start_s, _), (_, before) in zip(segments[1:], segments[:-1],
+                                                              strict=True))
+        off = f"CASE {whens} ELSE {off} END"
+    local_s = f"{minute} * 60 + {off} + {_WEEK_SHIFT_S}"  # DuckDB's // truncates: stay > 0
+    return f"CAST((({local_s}) // 3600 + 72) % 168 AS UTINYINT)"  # epoch hour 0: Thu 00h
+
+
+def _latency_arrays(
+    query: QueryFn, column: str, where: str, params: list[object], zone: ZoneInfo
+) -> tuple[list[str], npt.NDArray[np.uint8], npt.NDArray[np.float64], npt.NDArray[np.int64],
+           int | None, int | None]:
+    """Endpoint ids (sorted), then the local week hour and value of their minutes grouped by
+    endpoint (``values[offsets[i]:offsets[i + 1]]`` are endpoint ``i``'s, in no set order),
+    and the first and last UTC epoch minute (None without data).
+
+    Two queries: the range of minutes (for the zone's offsets in it), then one list of values
+    per endpoint and local week hour, which DuckDB computes per row (a CASE over the offset
+    changes). NaN and infinite values carry no latency: left out.
+    """
+    sel = (f"FROM probe_minutes WHERE {where} AND {column} IS NOT NULL "
+           f"AND isfinite({column})")
+    span = query(f"SELECT min({MINUTE_INDEX_SQL}) AS lo, max({MINUTE_INDEX_SQL}) AS hi {sel}",
+                 params)
+    lo, hi = span["lo"][0], span["hi"][0]
+    if lo is None or hi is None:
+        return [], np.zeros(0, np.uint8), np.zeros(0), np.zeros(1, np.int64), None, None
+    segments = utc_offset_segments(zone, int(lo) * 60, (int(hi) + 1) * 60)
+    frame = query(f"""
+        SELECT endpoint_id, wh, list(v) AS v
+        FROM (SELECT endpoint_id, {week_hour_sql(segments)} AS wh, v
+              FROM (SELECT endpoint_id, {MINUTE_INDEX_SQL} AS m, {column} AS v {sel}))
+        GROUP BY endpoint_id, wh ORDER BY endpoint_id, wh""", params)
+    lists = frame["v"]
+    lengths = lists.list.len().to_numpy().astype(np.int64)
+    values = lists.explode().to_numpy().astype(np.float64)
+    week_hours = np.repeat(frame["wh"].to_numpy().astype(np.uint8), lengths)
+    runs = frame["endpoint_id"].rle()  # consecutive rows of one endpoint (sorted by id)
+    ids: list[str] = runs.struct.field("value").to_list()
+    rows_per_id = runs.struct.field("len").to_numpy()
+    ends = np.cumsum(lengths)[np.cumsum(rows_per_id) - 1]
+    offsets = np.concatenate(([0], ends)).astype(np.int64)
+    return ids, week_hours, values, offsets, int(lo), int(hi)
 
 
 @dataclass
@@ -227,38 +215,27 @@ class _Stats:
 
 
 def _latency_stats(
-    minutes: npt.NDArray[np.int32], values: npt.NDArray[np.float64],
-    offsets: npt.NDArray[np.int64], segments: Sequence[tuple[int, int]],
+    week_hours: npt.NDArray[np.uint8], values: npt.NDArray[np.float64],
+    offsets: npt.NDArray[np.int64],
 ) -> _Stats:
-    """Per endpoint: local hour/dow of each minute, one sort of the values, then rank sums and
-    quantiles by hour and by day of week. Endpoints are spread over threads (numpy sorts and
-    gathers release the GIL)."""
+    """Per endpoint: one sort of its values, then rank sums and quantiles by local hour and by
+    day of week. Single-threaded on purpose: with about 10,000 values per endpoint the
+    Python between numpy calls holds the GIL, and threads only added CPU time."""
     e = offsets.size - 1
     out = _Stats(np.zeros((e, 24)), np.zeros((e, 24), np.int64), np.zeros(e),
                  np.full((e, 24, 2), np.nan), np.zeros((e, 7), np.int64),
                  np.full((e, 7, 2), np.nan))
-
-    def work(indices: Sequence[int]) -> None:
-        for i in indices:
-            a, b = int(offsets[i]), int(offsets[i + 1])
-            week_hour = local_week_hour(minutes[a:b], segments)
-            order = np.argsort(values[a:b])
-            sv, week_hour = values[a:b][order], week_hour[order]
-            hours, days = week_hour % 24, week_hour // 24
-            ranks, out.ties[i] = average_ranks(sv)
-            out.rank_sums[i] = np.bincount(hours, weights=ranks, minlength=24)
-            out.n_hour[i] = np.bincount(hours, minlength=24)
-            out.q_hour[i] = group_quantiles(sv, hours, out.n_hour[i])
-            out.n_dow[i] = np.bincount(days, minlength=7)
-            out.q_dow[i] = group_quantiles(sv, days, out.n_dow[i])
-
-    workers = min(os.cpu_count() or 1, 8)
-    if values.size < _PARALLEL_MIN_ROWS or workers == 1 or e < 2:
-        work(range(e))
-    else:
-        chunks = [c.tolist() for c in np.array_split(np.arange(e), workers * 4) if c.size]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tod") as pool:
-            list(pool.map(work, chunks))
+    for i in range(e):
+        a, b = int(offsets[i]), int(offsets[i + 1])
+        order = np.argsort(values[a:b])
+        sv, week_hour = values[a:b][order], week_hours[a:b][order]
+        hours, days = week_hour % 24, week_hour // 24
+        ranks, out.ties[i] = average_ranks(sv)
+        out.rank_sums[i] = np.bincount(hours, weights=ranks, minlength=24)
+        out.n_hour[i] = np.bincount(hours, minlength=24)
+        out.q_hour[i] = group_quantiles(sv, hours, out.n_hour[i])
+        out.n_dow[i] = np.bincount(days, minlength=7)
+        out.q_dow[i] = group_quantiles(sv, days, out.n_dow[i])
     return out
 
 
@@ -269,23 +246,9 @@ def _latency_part(
     query: QueryFn, column: str, zone: ZoneInfo, where: str, params: list[object],
     requested: list[str],
 ) -> _Parts:
-    sql = f"""
-        SELECT endpoint_id, list(m) AS m, list(v) AS v
-        FROM (SELECT endpoint_id, {MINUTE_INDEX_SQL}::INTEGER AS m, {column} AS v
-              FROM probe_minutes WHERE {where} AND {column} IS NOT NULL)
-        GROUP BY endpoint_id ORDER BY endpoint_id"""
-    frame = query(sql, params)
-    found = frame["endpoint_id"].to_list()
-    minutes, offsets = _flatten(frame["m"], np.int32)
-    values, _ = _flatten(frame["v"], np.float64)
-    finite = np.isfinite(values)
-    if not finite.all():  # NaN or inf minute values carry no latency: drop them
-        offsets = np.concatenate(([0], np.cumsum(finite)))[offsets]
-        minutes, values = minutes[finite], values[finite]
-    lo = int(minutes.min()) if minutes.size else None
-    hi = int(minutes.max()) if minutes.size else None
-    segments = utc_offset_segments(zone, (lo or 0) * 60, ((hi or 0) + 1) * 60)
-    st = _latency_stats(minutes, values, offsets, segments)
+    found, week_hours, values, offsets, lo, hi = _latency_arrays(
+        query, column, where, params, zone)
+    st = _latency_stats(week_hours, values, offsets)
     ids = sorted(set(found) | set(requested))
     if ids != found:  # requested endpoints without data get empty rows
         index = {x: i for i, x in enumerate(found)}
@@ -385,8 +348,8 @@ def tod_report(
 
     Reads the ``probe_minutes`` rows with ``since <= minute < until`` (each optional and
     timezone-aware), of ``source`` (None: both sources) and of ``endpoints`` (None: all; a
-    requested endpoint without data is reported as "insufficient data"). One SQL query does
-    the filtering and grouping in DuckDB. Blocking: call it in a thread from async code.
+    requested endpoint without data is reported as "insufficient data"). DuckDB does the
+    filtering and grouping (two queries). Blocking: call it in a thread from async code.
     Raises ValueError on a bad metric, time zone, range, endpoint list or source.
     """
     zone = validate_args(metric, tz, since, until, endpoints, source)
@@ -435,8 +398,9 @@ def run_tod_report(
 ) -> tuple[TodReport, Path, Path]:
     """Compute the report and write ``<out_dir>/tod-<metric>-<tz slug>.png`` and ``.html``.
 
-    ``db_or_con`` is a DuckDB file (opened read-only, e.g. a snapshot, and closed again), an
-    open connection, or a ``QueryFn``. ``endpoint`` is one id, several, or None for all.
+    ``db_or_con`` is a DuckDB file (opened read-only with ``warehouse.store.open_read_only``,
+    e.g. a stopped service's file or the lake's catalog, and closed again), an open connection,
+    or a ``QueryFn``. ``endpoint`` is one id, several, or None for all.
     Raises ValueError for an unknown metric or time zone, a naive datetime, since >= until,
     and FileNotFoundError for a missing database file. Blocking: run it in a thread from async
     code.
@@ -447,9 +411,7 @@ def run_tod_report(
     opened: duckdb.DuckDBPyConnection | None = None
     target: duckdb.DuckDBPyConnection | QueryFn
     if isinstance(db_or_con, str | Path):
-        if not Path(db_or_con).is_file():
-            raise FileNotFoundError(f"no DuckDB database at {db_or_con}")
-        target = opened = duckdb.connect(str(db_or_con), read_only=True)
+        target = opened = open_read_only(db_or_con)
     else:
         target = db_or_con
     try:

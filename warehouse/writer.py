@@ -6,10 +6,16 @@ or when someone calls ``flush()``; it swaps the buffer out and appends it in one
 each table as one Arrow batch. A committed batch is in DuckDB's write-ahead log, so it
 survives ``kill -9``: a crash loses at most the rows of the last interval.
 
-Between flushes the thread runs jobs handed to ``submit`` (the rollup) and keeps the Parquet
-lake fresh (``warehouse.lake``). A batch that fails is retried in halves until the rows that
-cannot be written stand alone; those are dropped, logged, and reported by the next ``flush()``
-as ``WarehouseWriteError``.
+Between flushes the thread does maintenance in bounded steps, so that no flush waits for more
+than one step (a fraction of a second): the continuous minute rollup (``warehouse.rollup``), a
+slice at a time, and stepped jobs handed to ``submit_steps`` (retention, catching up). Rows
+written for minutes already rolled up are folded into their minutes inside the transaction
+that writes them. Jobs handed to ``submit`` run whole, after the pending rows. The Parquet
+lake (``warehouse.lake``) runs on its own thread: the writer only hands it committed rows and
+pins its snapshots between transactions.
+
+A batch that fails is retried in halves until the rows that cannot be written stand alone;
+those are dropped, logged, and reported by the next ``flush()`` as ``WarehouseWriteError``.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +32,7 @@ from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from warehouse.convert import (
     decisions_to_arrow,
@@ -37,10 +44,15 @@ from warehouse.convert import (
 from warehouse.errors import WarehouseClosedError, WarehouseError, WarehouseWriteError
 from warehouse.lake import Lake
 from warehouse.models import Decision, Endpoint, Feedback, ProbeResult
+from warehouse.rollup import Changes, MinuteRollup
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Job = Callable[[duckdb.DuckDBPyConnection], object]
+Steps = Generator[Changes | None, None, T]
+#: Seconds the continuous rollup rests after a failed step before it tries again.
+ROLLUP_RETRY_S = 30.0
+_Inserted = tuple[pa.Table, Changes | None]
 
 
 @dataclass
@@ -72,15 +84,15 @@ class Writer:
         *,
         flush_interval_s: float,
         batch_rows: int,
-        snapshot_interval_s: float,
         clock: Callable[[], float],
-        lake: Lake | None,
+        rollup: MinuteRollup | None = None,
+        lake: Lake | None = None,
     ) -> None:
         self._con = con
         self.flush_interval_s = flush_interval_s
         self.batch_rows = batch_rows
-        self.snapshot_interval_s = snapshot_interval_s
         self._clock = clock
+        self.rollup = rollup
         self.lake = lake
         self._lock = threading.Lock()
         self._done = threading.Condition(self._lock)
@@ -91,12 +103,19 @@ class Writer:
         self._durable = 0
         self._errors: list[tuple[int, BaseException]] = []
         self._jobs: deque[tuple[Job, Future[object]]] = deque()
+        self._steps: deque[tuple[Callable[[duckdb.DuckDBPyConnection], Steps[object]],
+                                 Future[object]]] = deque()
+        self._running: Steps[object] | None = None
+        self._rollup_rest_until = 0.0
         self._stopping = False
         self._dead = False
         self._thread = threading.Thread(target=self._run, name="warehouse-writer", daemon=True)
         self.batches_written = 0
         self.rows_written = 0
         self.write_seconds = 0.0  # time spent converting and appending batches
+        self.maintenance_steps = 0
+        self.maintenance_seconds = 0.0
+        self.max_step_seconds = 0.0  # the longest maintenance step: what a flush may wait
 
     # -- producer side (any thread, O(1)) ------------------------------------------------
     def _check(self) -> None:
@@ -203,8 +222,24 @@ class Writer:
         self._wake.set()
         return fut
 
+    def submit_steps(self, job: Callable[[duckdb.DuckDBPyConnection], Steps[T]]) -> Future[T]:
+        """Run the generator ``job(write_connection)`` on the writer thread one step (one
+        ``next``) at a time between flushes; the future gets its return value. Each yielded
+        ``Changes`` is handed to the lake."""
+        fut: Future[T] = Future()
+        with self._lock:
+            if self._stopping or self._dead:
+                raise WarehouseClosedError("the warehouse writer has stopped")
+            self._steps.append((job, fut))  # type: ignore[arg-type]
+        self._wake.set()
+        return fut
+
+    def wake(self) -> None:
+        """Come round now (the lake asks for a snapshot this way)."""
+        self._wake.set()
+
     def stop(self) -> None:
-        """Write everything buffered, run queued jobs, snapshot the lake, end the thread."""
+        """Write everything buffered, run queued jobs, end the thread."""
         with self._lock:
             self._stopping = True
         self._wake.set()
@@ -223,45 +258,100 @@ class Writer:
             with self._done:
                 self._dead = True
                 jobs, self._jobs = list(self._jobs), deque()
+                steps, self._steps = list(self._steps), deque()
                 self._done.notify_all()
-            for _, fut in jobs:
-                if fut.set_running_or_notify_cancel():
+            for fut in [f for _, f in jobs] + [f for _, f in steps]:
+                if fut.running() or fut.set_running_or_notify_cancel():
                     fut.set_exception(WarehouseClosedError("the warehouse writer has stopped"))
 
     def _loop(self) -> None:
-        lake = self.lake
-        if lake is not None and not self._lake_call(lake.start):
-            self.lake = lake = None
-        next_snapshot = self._clock() + self.snapshot_interval_s
         while True:
+            self._commit_pending()
+            self._run_jobs()
+            self._serve_lake()
+            with self._lock:
+                if self._stopping and not (self._buf.rows() or self._jobs or self._steps
+                                           or self._running):
+                    break
+            self._maintain()  # at least one step per round, even when rows keep coming
             deadline = self._clock() + self.flush_interval_s
             while not self._wake.is_set():
+                self._serve_lake()
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     break
-                if lake is not None and lake.has_work and not self._stopping:
-                    self._lake_call(lake.work_one)
-                else:
+                if not self._maintain():
                     self._wake.wait(remaining)
             self._wake.clear()
-            self._commit_pending()
-            self._run_jobs()
-            if lake is not None and self._clock() >= next_snapshot:
-                self._lake_call(lake.snapshot)
-                next_snapshot = self._clock() + self.snapshot_interval_s
-            with self._lock:
-                if self._stopping and not self._buf.rows() and not self._jobs:
-                    break
-        if lake is not None:
-            self._lake_call(lake.snapshot)
 
-    def _lake_call(self, fn: Callable[[], object]) -> bool:
-        try:
-            fn()
-        except Exception:
-            log.exception("parquet lake update failed (the warehouse itself is unaffected)")
+    def _serve_lake(self) -> None:
+        lake = self.lake
+        if lake is not None and lake.wants_pin:
+            lake.pin()
+
+    def _maintain(self) -> bool:
+        """One bounded maintenance step; False when there was nothing to do."""
+        started = time.perf_counter()
+        if self._running is None:
+            with self._lock:
+                if self._steps:
+                    job, fut = self._steps[0]
+                    if fut.set_running_or_notify_cancel():
+                        try:
+                            self._running = job(self._con)
+                        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                            self._steps.popleft()
+                            fut.set_exception(exc)
+                            return True
+                    else:
+                        self._steps.popleft()
+                        return True
+        if self._running is not None:
+            fut = self._steps[0][1]
+            try:
+                self._apply(next(self._running))
+            except StopIteration as done:
+                self._finish_steps()
+                fut.set_result(done.value)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                self._finish_steps()
+                fut.set_exception(exc)
+        elif (
+            self.rollup is not None
+            and not self._stopping
+            and self._clock() >= self._rollup_rest_until
+            and self.rollup.has_work
+        ):
+            try:
+                changes = self.rollup.step()
+            except Exception:
+                log.exception("minute rollup step failed; retrying in %.0f s", ROLLUP_RETRY_S)
+                self._rollup_rest_until = self._clock() + ROLLUP_RETRY_S
+                return False
+            if changes is None:
+                return False
+            self._apply(changes)
+        else:
             return False
+        took = time.perf_counter() - started
+        self.maintenance_steps += 1
+        self.maintenance_seconds += took
+        self.max_step_seconds = max(self.max_step_seconds, took)
         return True
+
+    def _finish_steps(self) -> None:
+        self._running = None
+        with self._lock:
+            self._steps.popleft()
+
+    def _apply(self, changes: Changes | None) -> None:
+        lake = self.lake
+        if changes is None or lake is None:
+            return
+        if changes.appended is not None:
+            lake.add("probes_minute", changes.appended)
+        if changes.dirty:
+            lake.mark_dirty(changes.dirty)
 
     def _run_jobs(self) -> None:
         while True:
@@ -293,7 +383,7 @@ class Writer:
             self._done.notify_all()
 
     def _write(self, batch: _Batch) -> list[BaseException]:
-        steps: list[tuple[str, list[object], Callable[[list[object]], pa.Table]]] = []
+        steps: list[tuple[str, list[object], Callable[[list[object]], _Inserted]]] = []
         if batch.endpoints:
             steps.append(("endpoints", list(batch.endpoints.values()), self._endpoints))
         if batch.decisions:
@@ -305,7 +395,7 @@ class Writer:
         if batch.learned:
             steps.append(("learned", list(batch.learned.items()), self._learned))
         con = self._con
-        done: list[tuple[str, pa.Table]] = []
+        done: list[tuple[str, _Inserted]] = []
         errors: list[BaseException] = []
         try:
             con.execute("BEGIN TRANSACTION")
@@ -316,10 +406,13 @@ class Writer:
             done = []
             for table, rows, insert in steps:
                 errors.extend(self._salvage(table, rows, insert, done))
-        for table, written in done:
+        for table, (written, changes) in done:
             self.rows_written += written.num_rows
+            if table == "probes" and self.rollup is not None:
+                self.rollup.note_rows()
             if self.lake is not None:
                 self.lake.add(table, written)
+            self._apply(changes)
         self.batches_written += 1
         return errors
 
@@ -327,8 +420,8 @@ class Writer:
         self,
         table: str,
         rows: list[object],
-        insert: Callable[[list[object]], pa.Table],
-        done: list[tuple[str, pa.Table]],
+        insert: Callable[[list[object]], _Inserted],
+        done: list[tuple[str, _Inserted]],
     ) -> list[BaseException]:
         """Write what can be written: halve failing parts until the bad rows stand alone."""
         errors: list[BaseException] = []
@@ -350,36 +443,46 @@ class Writer:
                     errors.append(exc)
         return errors
 
-    def _insert(self, sql: str, rows: pa.Table, *, returning: bool = False) -> pa.Table:
+    def _insert(self, sql: str, rows: pa.Table, *, returning: bool = False) -> _Inserted:
         self._con.register("wh_batch", rows)
         try:
             if not returning:
                 self._con.execute(sql)
-                return rows
+                return rows, None
             rel = self._con.sql(sql + " RETURNING *")
-            return rel.to_arrow_table() if rel is not None else rows.slice(0, 0)
+            return (rel.to_arrow_table() if rel is not None else rows.slice(0, 0)), None
         finally:
             self._con.unregister("wh_batch")
 
-    def _probes(self, rows: list[object]) -> pa.Table:
+    def _probes(self, rows: list[object]) -> _Inserted:
         table = probes_to_arrow(rows)  # type: ignore[arg-type]
-        return self._insert("INSERT INTO probes BY NAME SELECT * FROM wh_batch", table)
+        self._con.register("wh_batch", table)
+        try:
+            self._con.execute("INSERT INTO probes BY NAME SELECT * FROM wh_batch")
+            changes = None
+            oldest = pc.min(table.column("started_at")).value
+            if self.rollup is not None and oldest is not None:
+                # rows for minutes already rolled up: fold them in, in this same transaction
+                changes = self.rollup.fold_late("wh_batch", int(oldest))
+            return table, changes
+        finally:
+            self._con.unregister("wh_batch")
 
-    def _feedback(self, rows: list[object]) -> pa.Table:
+    def _feedback(self, rows: list[object]) -> _Inserted:
         table = feedback_to_arrow(rows)  # type: ignore[arg-type]
         return self._insert("INSERT INTO feedback BY NAME SELECT * FROM wh_batch", table)
 
-    def _decisions(self, rows: list[object]) -> pa.Table:
+    def _decisions(self, rows: list[object]) -> _Inserted:
         table = decisions_to_arrow(rows)  # type: ignore[arg-type]
         sql = "INSERT OR IGNORE INTO decisions BY NAME SELECT * FROM wh_batch"
         return self._insert(sql, table, returning=True)
 
-    def _learned(self, rows: list[object]) -> pa.Table:
+    def _learned(self, rows: list[object]) -> _Inserted:
         table = learned_to_arrow(rows)  # type: ignore[arg-type]
         sql = "INSERT OR IGNORE INTO learned BY NAME SELECT * FROM wh_batch"
         return self._insert(sql, table, returning=True)
 
-    def _endpoints(self, rows: list[object]) -> pa.Table:
+    def _endpoints(self, rows: list[object]) -> _Inserted:
         table = endpoints_to_arrow(rows)  # type: ignore[arg-type]
         sql = "INSERT OR REPLACE INTO endpoints BY NAME SELECT * FROM wh_batch"
         return self._insert(sql, table)

@@ -1,18 +1,29 @@
-"""Warehouse scale benchmark: ingest rate, event-loop lag, live reads, rebuild on open, size.
+"""Warehouse scale benchmark: ingest, event-loop lag, live reads, rebuild, rollup, tod report.
 
     python tests/bench/warehouse_scale.py [--rows 10000000] [--keep PATH] [--lag-s 10]
 
 Prints progress, then as its LAST line one JSON object:
 
-- ``ingest_rows_per_s``: ProbeResult rows through ``add_probes`` + ``flush``, live stats
-  included, best of 3 runs (target >= 100,000); ``writer_rows_per_s``: the writer thread's
-  own rate (rows over its seconds converting and appending)
-- ``loop_lag_p99_ms``: p99 lag of a 1 ms ticker while the loop adds 1,000 rows/s (target < 10)
+- ``ingest_rows_per_s``: ProbeResult rows through ``add_probes`` (live stats included) until
+  ``flush`` returns, i.e. committed to DuckDB, in 10,000-row calls, best of 3 runs (target
+  >= 100,000); the rows started within the last minute, as live probes arrive;
+  ``ingest_rows_per_s_runs`` every run; ``writer_rows_per_s``: the writer thread's own rate
+  (rows over its seconds converting and appending)
+- ``ingest_late_rows_per_s`` (information): the same with rows 3 to 10 minutes old, for
+  minutes already rolled up, so that every batch is also folded into them
+- ``loop_lag_p99_ms``: p99 lag of a 1 ms ticker while the loop adds 1,000 rows/s through
+  ``add_probe`` (target < 10)
 - ``live_read_us``: one ``live.get(endpoint_id)`` (target <= 5)
 - ``rebuild_s``: ``open()`` of a file of ``--rows`` probes over 1,000 endpoints and 7 days,
   live stats rebuilt from its last window (target <= 2)
-- ``bytes_per_row``: that file's size over its rows, after CHECKPOINT
-- ``tod_report_s``: left null for the time-of-day analysis (the lead adds it)
+- ``rollup_10m_s`` (information): the writer rolling up those rows into ``probes_minute`` after
+  that ``open()`` (``Warehouse.catch_up``: the continuous rollup's own steps, as the service
+  runs them between flushes; the Parquet lake is off here)
+- ``tod_report_s``: ``warehouse.tod.run_tod_report`` on that file (report + PNG + HTML, the
+  file opened read-only, as ``switchyard report tod`` does), ttft, America/New_York, median of
+  3 runs (target <= 2); ``tod_report_s_runs`` every run
+- ``bytes_per_row``: that file's size over its rows, after CHECKPOINT (rollup included)
+- ``load_avg_1m``: the machine's load when the bench ended (other processes share it)
 
 The big file is generated with DuckDB SQL (``range`` + ``random``) in a temporary folder that
 is removed at the end; with ``--keep PATH`` it is written to (or reused from) PATH instead.
@@ -24,6 +35,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -38,13 +50,17 @@ import duckdb  # noqa: E402
 from warehouse.config import WarehouseConfig  # noqa: E402
 from warehouse.migrations import migrate  # noqa: E402
 from warehouse.models import Outcome, ProbeResult, Source  # noqa: E402
-from warehouse.store import Warehouse  # noqa: E402
+from warehouse.store import Warehouse, open_read_only  # noqa: E402
+from warehouse.tod import run_tod_report  # noqa: E402
 
 ENDPOINTS = 1000
 DAYS = 7
 
 
-def make_rows(n: int, now: datetime, seed: int = 7) -> list[ProbeResult]:
+def make_rows(n: int, now: datetime, seed: int = 7, *, oldest_s: float = 60.0,
+              newest_s: float = 0.0) -> list[ProbeResult]:
+    """Rows over ENDPOINTS endpoints started ``newest_s`` to ``oldest_s`` seconds before now
+    (by default within the last minute, as live probes arrive: newer than the rollup grace)."""
     import random
 
     rng = random.Random(seed)
@@ -54,7 +70,7 @@ def make_rows(n: int, now: datetime, seed: int = 7) -> list[ProbeResult]:
         rows.append(
             ProbeResult(
                 endpoint_id=f"model-{i % ENDPOINTS}@provider-{i % ENDPOINTS % 37}",
-                started_at=now - timedelta(seconds=rng.random() * 600),
+                started_at=now - timedelta(seconds=newest_s + rng.random() * (oldest_s - newest_s)),
                 source=Source.TRAFFIC if i % 50 == 0 else Source.PROBE,
                 outcome=Outcome.OK if ok else Outcome.HTTP_429,
                 status_code=200 if ok else 429,
@@ -78,21 +94,26 @@ def make_rows(n: int, now: datetime, seed: int = 7) -> list[ProbeResult]:
     return rows
 
 
-def bench_ingest(tmp: Path, n: int, runs: int = 3) -> tuple[list[float], float]:
+def bench_ingest(tmp: Path, n: int, runs: int = 3, *, late: bool = False
+                 ) -> tuple[list[float], float]:
     """End to end: add_probes (live stats included) then flush, in 10,000-row calls.
 
+    Rows are fresh (the last minute) or, with ``late``, 3 to 10 minutes old: for minutes the
+    writer has rolled up already, so every batch is folded into them as it is written.
     Returns the rate of each run and the writer thread's own rate (rows over the seconds it
     spent converting and appending), both in rows/s.
     """
-    rows = make_rows(n, datetime.now(UTC))
+    now = datetime.now(UTC)
+    rows = make_rows(n, now, oldest_s=600, newest_s=180) if late else make_rows(n, now)
     rates: list[float] = []
     writer_rate = 0.0
     for run in range(runs):
-        path = tmp / f"ingest-{run}.duckdb"
+        path = tmp / f"ingest-{int(late)}-{run}.duckdb"
         cfg = WarehouseConfig(path=path, batch_rows=50_000, snapshot_interval_s=60)
         with Warehouse(cfg) as wh:
-            wh.add_probe(rows[0])  # warm-up: the writer has started (and set up the lake)
-            wh.flush()
+            wh.add_probe(make_rows(1, now - timedelta(seconds=900))[0])  # warm-up; the
+            wh.flush()  # writer has started (and rolled up to now - grace)
+            wh.catch_up()
             t0 = time.perf_counter()
             for start in range(0, n, 10_000):
                 wh.add_probes(rows[start : start + 10_000])
@@ -161,6 +182,7 @@ def generate(path: Path, n: int) -> None:
     """``n`` probe rows over ENDPOINTS endpoints and DAYS days ending now, in time order."""
     con = duckdb.connect(str(path))
     try:
+        con.execute("SET enable_progress_bar = false")
         migrate(con)
         end_us = int(time.time() * 1e6)
         span = DAYS * 86_400 * 10**6
@@ -204,36 +226,61 @@ def generate(path: Path, n: int) -> None:
 
 
 def bench_rebuild(path: Path, n: int) -> dict[str, float]:
+    """Open the big file (rebuild_s), let the writer roll it up (rollup_10m_s), close."""
     if path.exists():
         print(f"reusing {path}", file=sys.stderr)
     else:
         t0 = time.perf_counter()
         generate(path, n)
         print(f"generated {n:,} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    con = duckdb.connect(str(path), read_only=True)
+    con = open_read_only(path)
     try:
         (newest_us,) = con.execute("SELECT epoch_us(max(started_at)) FROM probes").fetchone()
     finally:
         con.close()
     newest = datetime.fromtimestamp(newest_us / 1e6, UTC)  # "now" = the file's newest row
     cfg = WarehouseConfig(path=path)
-    wh = Warehouse(cfg, now=lambda: newest)
+    wh = Warehouse(cfg, now=lambda: newest, lake=False)
     t0 = time.perf_counter()
     wh.open()
     rebuild_s = time.perf_counter() - t0
     try:
+        t0 = time.perf_counter()
+        rolled_to = wh.catch_up()
+        rollup_s = time.perf_counter() - t0
+        stats = wh.writer_stats()
+        print(f"rolled up to {rolled_to} in {rollup_s:.1f} s: {stats['rollup_steps']:.0f} "
+              f"steps, longest {stats['max_step_seconds']:.2f} s", file=sys.stderr)
         rows = int(wh.query("SELECT count(*) FROM probes")[0][0])  # type: ignore[arg-type]
-        stats = wh.live.all()
-        samples = sum(s.samples for s in stats.values())
+        minutes = int(wh.query("SELECT count(*) FROM probes_minute")[0][0])  # type: ignore
+        live = wh.live.all()
+        samples = sum(s.samples for s in live.values())
     finally:
         wh.close()
     return {
         "rebuild_s": rebuild_s,
+        "rollup_s": rollup_s,
+        "rollup_max_step_s": stats["max_step_seconds"],
         "rows": rows,
-        "live_endpoints": len(stats),
+        "minute_rows": minutes,
+        "live_endpoints": len(live),
         "live_samples": samples,
         "bytes_per_row": os.path.getsize(path) / rows,
     }
+
+
+def bench_tod(path: Path, out: Path, runs: int = 3) -> list[float]:
+    """``run_tod_report`` as the CLI calls it: file path, read-only, report + PNG + HTML."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        report, png, html = run_tod_report(path, metric="ttft", tz="America/New_York",
+                                           out_dir=out)
+        times.append(time.perf_counter() - t0)
+        # every 50th endpoint only has traffic rows (see generate): the report reads probes
+        assert len(report.endpoints) == ENDPOINTS - ENDPOINTS // 50
+        assert png.stat().st_size and html.stat().st_size
+    return times
 
 
 def main() -> None:
@@ -249,6 +296,8 @@ def main() -> None:
         ingest = max(ingest_runs)  # best of 3: other processes share the machine
         print(f"ingest: {[round(r) for r in ingest_runs]} rows/s (best {ingest:,.0f}); "
               f"writer thread alone {writer_rate:,.0f} rows/s", file=sys.stderr)
+        late_runs, _ = bench_ingest(tmp, args.ingest_rows, runs=1, late=True)
+        print(f"ingest of late rows: {late_runs[0]:,.0f} rows/s", file=sys.stderr)
         lag_p99, lag_rate = asyncio.run(_lag(tmp, args.lag_s))
         print(f"loop lag p99: {lag_p99:.2f} ms at {lag_rate:.0f} rows/s", file=sys.stderr)
         live_us = bench_live_read(tmp)
@@ -256,18 +305,26 @@ def main() -> None:
         big = args.keep.resolve() if args.keep else tmp / "big.duckdb"
         rebuild = bench_rebuild(big, args.rows)
         print(f"rebuild: {rebuild}", file=sys.stderr)
+        tod_runs = bench_tod(big, tmp / "reports")
+        print(f"tod report: {[round(t, 3) for t in tod_runs]} s", file=sys.stderr)
     result = {
         "ingest_rows_per_s": round(ingest),
         "ingest_rows_per_s_runs": [round(r) for r in ingest_runs],
         "writer_rows_per_s": round(writer_rate),
+        "ingest_late_rows_per_s": round(late_runs[0]),
         "loop_lag_p99_ms": round(lag_p99, 3),
         "loop_rows_per_s": round(lag_rate),
         "live_read_us": round(live_us, 3),
         "rebuild_s": round(rebuild["rebuild_s"], 3),
         "rebuild_rows": rebuild["rows"],
         "rebuild_live_samples": rebuild["live_samples"],
+        "rollup_10m_s": round(rebuild["rollup_s"], 3),
+        "rollup_max_step_s": round(rebuild["rollup_max_step_s"], 3),
+        "minute_rows": rebuild["minute_rows"],
+        "tod_report_s": round(statistics.median(tod_runs), 3),
+        "tod_report_s_runs": [round(t, 3) for t in tod_runs],
         "bytes_per_row": round(rebuild["bytes_per_row"], 2),
-        "tod_report_s": None,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(result))
 

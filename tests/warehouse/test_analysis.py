@@ -30,9 +30,11 @@ from warehouse.analysis import (
 from warehouse.heatmap import render_html, render_png, render_text
 from warehouse.tod import (
     local_hour_dow,
+    local_week_hour,
     run_tod_report,
     tod_report,
     utc_offset_segments,
+    week_hour_sql,
 )
 
 T0 = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday, no DST change in the week after
@@ -461,3 +463,28 @@ def test_non_finite_minute_values_are_ignored(tmp_path: Path) -> None:
     report = tod_report(con, metric="tps")
     assert report.hourly["count"].sum() == 120
     assert report.hourly["p90"].to_list() == [100.0, 100.0]
+
+
+@pytest.mark.parametrize("tz", [*ZONES, "Europe/Amsterdam", "UTC"])
+def test_week_hour_sql_equals_local_week_hour(tz: str) -> None:
+    """The report computes local week hours in DuckDB: the same as numpy and zoneinfo, over
+    decades of offset changes (Amsterdam: seconds offsets before 1937), before 1970 too."""
+    rng = np.random.default_rng(5)
+    lo = int(datetime(1925, 1, 1, tzinfo=UTC).timestamp()) // 60
+    hi = int(datetime(2040, 1, 1, tzinfo=UTC).timestamp()) // 60
+    minutes = np.sort(rng.integers(lo, hi, 3000))
+    segments = utc_offset_segments(ZoneInfo(tz), int(minutes.min()) * 60,
+                                   int(minutes.max() + 1) * 60)
+    con = duckdb.connect()
+    try:
+        got = con.execute(
+            f"SELECT {week_hour_sql(segments)} FROM (SELECT unnest(?::BIGINT[]) AS m)",
+            [minutes.tolist()]).fetchall()
+    finally:
+        con.close()
+    assert [g for (g,) in got] == local_week_hour(minutes, segments).tolist()
+    hours, days = local_hour_dow(minutes[:200], segments)
+    zone = ZoneInfo(tz)
+    local = [datetime.fromtimestamp(int(m) * 60, zone) for m in minutes[:200]]
+    assert hours.tolist() == [d.hour for d in local]
+    assert days.tolist() == [d.weekday() for d in local]

@@ -162,6 +162,20 @@ def test_reads_do_not_recompute_and_tick_refreshes_only_on_expiry() -> None:
     assert live.get("unknown@p") is None
 
 
+def test_published_stats_are_complete_valid_models() -> None:
+    live = LiveStats(window_s=60, half_life_s=30, now=lambda: T0)
+    live.add_many([
+        ProbeResult(endpoint_id="a@p", started_at=T0 - timedelta(seconds=i), outcome=Outcome.OK,
+                    ttft_ms=100.0 + i, itl_ms_p50=5.0, tpot_ms=10.0)
+        for i in range(5)
+    ])
+    stat = live.get("a@p")
+    assert stat is not None
+    assert list(stat.__dict__) == list(LiveStat.model_fields)  # every field, in order
+    assert stat == LiveStat.model_validate(stat.model_dump())  # and valid
+    assert stat.model_fields_set == set(LiveStat.model_fields)
+
+
 def test_traffic_rows_feed_the_same_stats() -> None:
     live = LiveStats(window_s=60, half_life_s=30, now=lambda: T0)
     live.add(ProbeResult(endpoint_id="a@p", started_at=T0, outcome=Outcome.OK, ttft_ms=100))

@@ -12,7 +12,7 @@ from warehouse.config import WarehouseConfig
 from warehouse.errors import SchemaVersionError
 from warehouse.migrations import LATEST_VERSION, migrate, schema_version
 from warehouse.models import Decision, Feedback, ProbeResult
-from warehouse.schema import MIGRATIONS, MINUTE_COLUMNS, VIEWS
+from warehouse.schema import MIGRATIONS, MINUTE_COLUMNS, VIEWS, minute_agg_sql
 from warehouse.store import Warehouse
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -59,10 +59,11 @@ def test_new_file_gets_the_latest_schema_and_contract_columns(tmp_path: Path) ->
     wh = open_wh(tmp_path / "w.duckdb")
     try:
         rows = wh.query("SELECT version FROM schema_version ORDER BY version")
-        assert [r[0] for r in rows] == [m.version for m in MIGRATIONS] == [1, 2]
+        assert [r[0] for r in rows] == [m.version for m in MIGRATIONS] == [1, 2, 3]
         described = {
             t: [r[0] for r in wh.query(f"DESCRIBE {t}")]
-            for t in ("probes", "probes_minute", "decisions", "feedback", "learned", "endpoints")
+            for t in ("probes", "probes_minute", "decisions", "feedback", "learned", "endpoints",
+                      "rollup_watermark")
         }
     finally:
         wh.close()
@@ -71,6 +72,7 @@ def test_new_file_gets_the_latest_schema_and_contract_columns(tmp_path: Path) ->
     assert described["decisions"] == list(Decision.model_fields)
     assert described["feedback"] == list(Feedback.model_fields)
     assert described["learned"] == ["event_id", "learned_at"]
+    assert described["rollup_watermark"] == ["rolled_to", "raw_from", "updated_at"]
     assert described["endpoints"] == [
         "id", "base_url", "wire_format", "model", "provider", "price_in_per_mtok",
         "price_out_per_mtok", "context_window", "tags", "updated_at",
@@ -97,7 +99,7 @@ def test_v1_file_is_migrated_with_its_rows(tmp_path: Path) -> None:
     wh = open_wh(path)
     try:
         versions = [r[0] for r in wh.query("SELECT version FROM schema_version ORDER BY 1")]
-        assert versions == [1, 2]
+        assert versions == [1, 2, 3]
         assert wh.query("SELECT count(*) FROM probes") == [(2,)]
         minute = wh.query("SELECT n, n_ok, n_429, n_error, ttft_ms_p50 FROM probe_minutes")
         assert minute == [(2, 1, 1, 1, 120.0)]
@@ -164,7 +166,7 @@ def test_foreign_duckdb_file_is_refused(tmp_path: Path) -> None:
 def test_migrate_is_idempotent_and_validates_target() -> None:
     con = duckdb.connect()
     try:
-        assert migrate(con) == [1, 2]
+        assert migrate(con) == [1, 2, 3]
         assert migrate(con) == []
         assert schema_version(con) == LATEST_VERSION
         with pytest.raises(ValueError):
@@ -173,3 +175,49 @@ def test_migrate_is_idempotent_and_validates_target() -> None:
             migrate(con, target=1)
     finally:
         con.close()
+
+
+def test_v2_file_with_a_rollup_is_migrated_and_its_stragglers_merged(tmp_path: Path) -> None:
+    """A v2 rollup moved minutes before a cutoff into probes_minute and deleted their raw rows;
+    a raw row that arrived after it for such a minute waited for the next v2 rollup. v3 starts
+    both marks after the newest rolled-up minute and merges the straggler right away."""
+    path = tmp_path / "v2.duckdb"
+    cols = ", ".join(MINUTE_COLUMNS)
+    order = "ORDER BY endpoint_id, source, minute"
+    insert = (
+        "INSERT INTO probes (endpoint_id, started_at, source, outcome, detail, prompt_name,"
+        " chunks, usage_reported, ttft_ms, tpot_ms) SELECT 'm@p', ? + to_seconds(7 * i),"
+        " 'probe', ?, '', 'p', 1, true, 100.0 + (i * 37) % 300, 20 FROM range(?) AS t(i)"
+    )
+    start = T0 - timedelta(hours=2)  # 400 rows, 7 s apart
+    straggler = [T0 - timedelta(hours=1, minutes=50, seconds=-5), "timeout", 1]
+    cutoff = T0 - timedelta(hours=1, minutes=30)
+    con = duckdb.connect(str(path))
+    try:
+        assert migrate(con, target=2) == [1, 2]
+        con.execute(insert, [start, "ok", 400])
+        con.execute("UPDATE probes SET outcome = 'http_429', ttft_ms = NULL "
+                    "WHERE epoch(started_at)::BIGINT % 5 = 0")
+        con.execute(insert, straggler)
+        want = con.execute(f"SELECT {cols} FROM ({minute_agg_sql()}) {order}").fetchall()
+        con.execute("DELETE FROM probes WHERE outcome = 'timeout'")
+        # what a v2 rollup(cutoff) did
+        con.execute(f"INSERT INTO probes_minute ({cols}) SELECT {cols} FROM "
+                    f"({minute_agg_sql(where='started_at < ?')})", [cutoff])
+        con.execute("DELETE FROM probes WHERE started_at < ?", [cutoff])
+        [(newest,)] = con.execute("SELECT max(minute) FROM probes_minute").fetchall()
+        con.execute(insert, straggler)  # arrives after the rollup
+    finally:
+        con.close()
+    wh = open_wh(path)
+    try:
+        status = wh.rollup_status()
+        assert status["raw_from"] == newest + timedelta(minutes=1)
+        assert wh.query("SELECT count(*) FROM probes WHERE outcome = 'timeout'") == [(0,)]
+        got = wh.query(f"SELECT {cols} FROM probe_minutes {order}")
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            assert g[:-2] == w[:-2]  # the straggler is a timeout: merged counts, same figures
+            assert g[-2] == pytest.approx(w[-2], rel=1e-12) and g[-1] == w[-1]
+    finally:
+        wh.close()

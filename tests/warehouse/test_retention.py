@@ -1,4 +1,4 @@
-"""Retention: probe_minutes over rolled-up plus raw rows equals the same over all-raw rows."""
+"""Retention: deleting old raw rows leaves probe_minutes equal to the all-raw aggregation."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def wh(tmp_path: Path):
 
 
 @pytest.mark.parametrize("days", [0.05, 1.0, 1.1, 2.05])
-def test_rollup_boundary_keeps_every_analysis_equal(wh: Warehouse, days: float) -> None:
+def test_retention_boundary_keeps_every_analysis_equal(wh: Warehouse, days: float) -> None:
     wh.add_probes(synthetic(seed=int(days * 1000)))
     exact = NOW - timedelta(days=days)  # hh:mm:30: one minute straddles the cutoff
     wh.add_probes(
@@ -77,19 +77,22 @@ def test_rollup_boundary_keeps_every_analysis_equal(wh: Warehouse, days: float) 
         for s in (-5, 5)
     )
     wh.flush()
-    raw_minutes = minutes(wh)
+    raw_minutes = minutes(wh)  # before anything is deleted: every row raw (or rolled up)
     raw_hourly = wh.query("SELECT * FROM v_hourly ORDER BY endpoint_id, hour")
     raw_rows = wh.query("SELECT count(*) FROM probes")[0][0]
 
-    moved = wh.rollup(older_than_days=days)
+    deleted = wh.rollup(older_than_days=days)
 
     cutoff = NOW - timedelta(days=days)
     cutoff = cutoff.replace(second=0, microsecond=0)  # floored to the whole minute
     [(left, oldest_raw)] = wh.query("SELECT count(*), min(started_at) FROM probes")
-    [(rolled, newest_minute)] = wh.query("SELECT count(*), max(minute) FROM probes_minute")
-    assert moved > 0 and rolled > 0
-    assert left + moved == raw_rows
-    assert oldest_raw >= cutoff > newest_minute  # no minute is split between the tables
+    [(newest_minute,)] = wh.query("SELECT max(minute) FROM probes_minute")
+    status = wh.rollup_status()
+    assert deleted > 0
+    assert left + deleted == raw_rows
+    assert oldest_raw >= cutoff  # the straddling minute kept its newer raw row
+    assert status["raw_from"] == cutoff
+    assert status["rolled_to"] is not None and status["rolled_to"] > newest_minute >= cutoff
     assert_same(minutes(wh), raw_minutes)
     hourly = wh.query("SELECT * FROM v_hourly ORDER BY endpoint_id, hour")
     assert len(hourly) == len(raw_hourly)
@@ -101,12 +104,12 @@ def test_rollup_boundary_keeps_every_analysis_equal(wh: Warehouse, days: float) 
                 assert got == want
 
 
-def test_rollup_is_idempotent_and_defaults_to_retention_days(wh: Warehouse) -> None:
+def test_retention_is_idempotent_and_defaults_to_retention_days(wh: Warehouse) -> None:
     wh.add_probes(synthetic(seed=3))
     wh.flush()
     before = minutes(wh)
-    moved = wh.rollup()  # retention_days=2
-    assert moved > 0
+    deleted = wh.rollup()  # retention_days=2
+    assert deleted > 0
     assert wh.rollup() == 0
     after = minutes(wh)
     assert_same(after, before)
@@ -114,7 +117,9 @@ def test_rollup_is_idempotent_and_defaults_to_retention_days(wh: Warehouse) -> N
     assert oldest >= NOW - timedelta(days=2, minutes=1)
 
 
-def test_a_very_late_row_is_merged_into_its_rolled_up_minute(wh: Warehouse) -> None:
+def test_a_very_late_row_is_merged_into_its_minute(wh: Warehouse) -> None:
+    """Rows for a minute whose raw rows retention deleted: counts exact, percentiles merged as
+    an n_ok-weighted mean, and the late raw rows go too."""
     t = datetime(2025, 3, 5, 8, 30, 10, tzinfo=UTC)
     ok = [
         ProbeResult(endpoint_id="a@p", started_at=t + timedelta(seconds=i), outcome=Outcome.OK,
@@ -127,11 +132,30 @@ def test_a_very_late_row_is_merged_into_its_rolled_up_minute(wh: Warehouse) -> N
     late = ProbeResult(endpoint_id="a@p", started_at=t + timedelta(seconds=40),
                        outcome=Outcome.HTTP_429)
     wh.add_probe(late)
+    wh.flush()  # merged by the flush itself
+    cols = "n, n_ok, n_429, n_error, n_ttft, ttft_ms_sum, ttft_ms_p50"
+    assert wh.query(f"SELECT {cols} FROM probes_minute") == [(4, 3, 1, 1, 3, 600.0, 200.0)]
+    assert wh.query(f"SELECT {cols} FROM probe_minutes") == [(4, 3, 1, 1, 3, 600.0, 200.0)]
+    assert wh.query("SELECT count(*) FROM probes") == [(0,)]
+    assert wh.rollup() == 0
+    wh.add_probe(ProbeResult(endpoint_id="a@p", started_at=t + timedelta(seconds=45),
+                             outcome=Outcome.OK, ttft_ms=1000.0))
     wh.flush()
-    assert wh.rollup() == 1
-    rows = wh.query("SELECT n, n_ok, n_429, n_error, n_ttft, ttft_ms_sum, ttft_ms_p50 "
-                    "FROM probes_minute")
-    assert rows == [(4, 3, 1, 1, 3, 600.0, 200.0)]
+    [(n, n_ok, p50, total)] = wh.query(
+        "SELECT n, n_ok, ttft_ms_p50, ttft_ms_sum FROM probe_minutes")
+    assert (n, n_ok, total) == (5, 4, 1600.0)
+    assert p50 == pytest.approx((200.0 * 3 + 1000.0 * 1) / 4)  # not the exact 250: documented
+
+
+def test_rows_arriving_during_retention_are_kept(wh: Warehouse) -> None:
+    wh.add_probes(synthetic(seed=5))
+    wh.flush()
+    fresh = [ProbeResult(endpoint_id="z@p", started_at=NOW - timedelta(seconds=i),
+                         outcome=Outcome.OK, ttft_ms=1.0) for i in range(50)]
+    wh.add_probes(fresh)
+    assert wh.rollup(older_than_days=1) > 0
+    wh.flush()
+    assert wh.query("SELECT count(*) FROM probes WHERE endpoint_id = 'z@p'") == [(50,)]
 
 
 def test_rollup_rejects_negative_days(wh: Warehouse) -> None:

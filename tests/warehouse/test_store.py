@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -31,7 +32,7 @@ from warehouse.models import (
     ProbeResult,
     Source,
 )
-from warehouse.store import Warehouse
+from warehouse.store import Warehouse, open_read_only
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -318,6 +319,24 @@ def test_timezone_is_utc_in_every_read(wh: Warehouse) -> None:
     assert started == datetime(2025, 3, 1, 23, 59, 59, tzinfo=UTC)
 
 
+def test_open_read_only_reads_a_closed_warehouse_and_cannot_write(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no DuckDB database"):
+        open_read_only(tmp_path / "missing.duckdb")
+    assert not (tmp_path / "missing.duckdb").exists()  # DuckDB would have created it
+    with Warehouse(config(tmp_path), lake=False) as w:
+        w.add_probes([probe(i) for i in range(3)])
+        with pytest.raises(duckdb.Error):  # the service holds the file
+            open_read_only(w.path)
+    con = open_read_only(tmp_path / "w.duckdb")
+    try:
+        assert con.execute("SELECT count(*), current_setting('TimeZone') FROM probes").fetchone() \
+            == (3, "UTC")
+        with pytest.raises(duckdb.Error):
+            con.execute("DELETE FROM probes")
+    finally:
+        con.close()
+
+
 CRASH_SCRIPT = textwrap.dedent(
     """
     import sys, time
@@ -325,7 +344,7 @@ CRASH_SCRIPT = textwrap.dedent(
     from pathlib import Path
     from warehouse.config import WarehouseConfig
     from warehouse.models import Outcome, ProbeResult
-    from warehouse.store import Warehouse
+    from warehouse.store import Warehouse, open_read_only
 
     t0 = datetime(2025, 3, 1, tzinfo=UTC)
     wh = Warehouse(WarehouseConfig(path=Path(sys.argv[1]), flush_interval_s=0.2))
