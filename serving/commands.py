@@ -112,6 +112,7 @@ def report_tod(args: argparse.Namespace) -> int:
     import duckdb
 
     from warehouse.heatmap import render_text
+    from warehouse.store import open_read_only
     from warehouse.tod import run_tod_report
 
     config = _warehouse_config(args.db)
@@ -122,7 +123,7 @@ def report_tod(args: argparse.Namespace) -> int:
         raise ValueError(f"{db}: no warehouse here; run `switchyard collect` or "
                          "`switchyard warehouse seed` first, or pass --db")
     try:
-        duckdb.connect(str(db), read_only=True).close()
+        open_read_only(db).close()
     except duckdb.IOException:
         # The service holds the file: read its read-only snapshot instead.
         snapshot = Warehouse(config).read_path
