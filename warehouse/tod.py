@@ -173,23 +173,30 @@ def _latency_arrays(
     endpoint (``values[offsets[i]:offsets[i + 1]]`` are endpoint ``i``'s, in no set order),
     and the first and last UTC epoch minute (None without data).
 
-    Two queries: the range of minutes (for the zone's offsets in it), then one list of values
-    per endpoint and local week hour, which DuckDB computes per row (a CASE over the offset
-    changes). NaN and infinite values carry no latency: left out.
+    Two queries: the range of all minutes in ``probe_minutes`` (unfiltered, so cheap: it only
+    bounds which offset changes of the zone the CASE must cover, and a superset is as correct),
+    then one list of values per endpoint and local week hour, which DuckDB computes per row (a
+    CASE over the offset changes), with each group's first and last minute for the report's
+    data range. NaN and infinite values carry no latency: left out.
     """
     sel = (f"FROM probe_minutes WHERE {where} AND {column} IS NOT NULL "
            f"AND isfinite({column})")
-    span = query(f"SELECT min({MINUTE_INDEX_SQL}) AS lo, max({MINUTE_INDEX_SQL}) AS hi {sel}",
-                 params)
-    lo, hi = span["lo"][0], span["hi"][0]
-    if lo is None or hi is None:
-        return [], np.zeros(0, np.uint8), np.zeros(0), np.zeros(1, np.int64), None, None
-    segments = utc_offset_segments(zone, int(lo) * 60, (int(hi) + 1) * 60)
+    span = query(f"SELECT min({MINUTE_INDEX_SQL}) AS lo, max({MINUTE_INDEX_SQL}) AS hi FROM "
+                 "(SELECT min(minute) AS minute FROM probe_minutes "
+                 " UNION ALL SELECT max(minute) FROM probe_minutes)", [])
+    all_lo, all_hi = span["lo"][0], span["hi"][0]
+    empty = [], np.zeros(0, np.uint8), np.zeros(0), np.zeros(1, np.int64), None, None
+    if all_lo is None or all_hi is None:
+        return empty
+    segments = utc_offset_segments(zone, int(all_lo) * 60, (int(all_hi) + 1) * 60)
     frame = query(f"""
-        SELECT endpoint_id, wh, list(v) AS v
-        FROM (SELECT endpoint_id, {week_hour_sql(segments)} AS wh, v
+        SELECT endpoint_id, wh, list(v) AS v, min(m) AS lo, max(m) AS hi
+        FROM (SELECT endpoint_id, {week_hour_sql(segments)} AS wh, v, m
               FROM (SELECT endpoint_id, {MINUTE_INDEX_SQL} AS m, {column} AS v {sel}))
         GROUP BY endpoint_id, wh ORDER BY endpoint_id, wh""", params)
+    if frame.height == 0:
+        return empty
+    lo, hi = frame["lo"].min(), frame["hi"].max()
     lists = frame["v"]
     lengths = lists.list.len().to_numpy().astype(np.int64)
     values = lists.explode().to_numpy().astype(np.float64)
