@@ -33,7 +33,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from scipy import stats
+from scipy.special import chdtrc  # chi-square survival function; scipy.stats takes 0.5 s to import
 
 Metric = Literal["ttft", "itl", "tps", "errors"]
 
@@ -148,7 +148,7 @@ def kruskal_arrays(
         h = 12.0 / (nf * (nf + 1.0)) * s - 3.0 * (nf + 1.0)
         correction = 1.0 - tie_terms / (nf**3 - nf)
         h = np.where(correction > 0, np.maximum(h / correction, 0.0), 0.0)
-        p = np.where(correction > 0, stats.chi2.sf(h, np.maximum(k - 1, 1)), 1.0)
+        p = np.where(correction > 0, chdtrc(np.maximum(k - 1, 1), h), 1.0)
     few = k < 2
     return np.where(few, np.nan, h), np.where(few, np.nan, p), k, n
 
@@ -188,7 +188,7 @@ def chi2_by_hour(
                          (errors_hour - expected) ** 2 / (expected * (1.0 - rate[:, None])), 0.0)
         degenerate = ~((rate > 0) & (rate < 1))
         chi2 = np.where(degenerate, 0.0, terms.sum(axis=1))
-        p = np.where(degenerate, 1.0, stats.chi2.sf(chi2, np.maximum(k - 1, 1)))
+        p = np.where(degenerate, 1.0, chdtrc(np.maximum(k - 1, 1), chi2))
         v = np.sqrt(chi2 / n)
     return chi2, p, v, k.astype(np.int64), n.astype(np.int64)
 
