@@ -34,7 +34,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,6 +49,7 @@ from collector.wire import (
     StreamError,
     StreamEvent,
     Usage,
+    WireRequest,
     build_request,
     decoder_for,
     parse_error_body,
@@ -56,6 +57,7 @@ from collector.wire import (
 from warehouse.models import Endpoint, Outcome, ProbeResult, Source, WireFormat, utcnow
 
 DRAIN_TIMEOUT_S = 0.5
+DETAIL_MAX_CHARS = 500  # of a result's detail
 SSE_CONTENT_TYPE = "text/event-stream"
 
 
@@ -321,7 +323,7 @@ def _status_outcome(status: int) -> Outcome:
 def _redact(text: str, secret: str | None) -> str:
     if secret and len(secret) >= 4 and secret in text:
         text = text.replace(secret, "[redacted]")
-    return text
+    return text[:DETAIL_MAX_CHARS]
 
 
 async def probe_endpoint(
@@ -363,102 +365,185 @@ async def probe_endpoint(
         api_key=api_key,
         temperature=prompt.temperature,
     )
-    trace = RequestTrace(clock=clock)
-    meter = StreamMeter(endpoint.wire_format)
-    client_timeout = aiohttp.ClientTimeout(
-        total=None, connect=None, sock_connect=timeouts.connect_s, sock_read=None
-    )
-    loop = asyncio.get_running_loop()
-    t_start = loop.time()
-    started_at = now()
-    t0 = clock()
-    status: int | None = None
-    outcome: Outcome | None = None
-    detail: str | None = None
-    retry_after: float | None = None
-    waiting_first = True
-    try:
-        async with asyncio.timeout_at(t_start + timeouts.ttft_s) as deadline:
-            async with session.post(
-                request.url,
-                data=request.body,
-                headers=request.headers,
-                timeout=client_timeout,
-                allow_redirects=False,
-                trace_request_ctx=trace,
-            ) as resp:
-                status = resp.status
-                meter.sent_ns = trace.sent_ns if trace.sent_ns is not None else t0
-                if not 200 <= status < 300:
-                    deadline.reschedule(None)
-                    outcome = _status_outcome(status)
-                    detail = parse_error_body(await read_body_limited(resp))
-                    if status == 429:
-                        retry_after = retry_after_s(resp.headers, now=now())
-                elif resp.content_type != SSE_CONTENT_TYPE:
-                    deadline.reschedule(None)
-                    outcome = Outcome.MALFORMED
-                    body = parse_error_body(await read_body_limited(resp))
-                    detail = f"content-type {resp.content_type}, not {SSE_CONTENT_TYPE}: {body}"
-                else:
-                    content = resp.content
-                    while True:
-                        data = await content.readany()
-                        t = clock()
-                        if not data:
-                            meter.close(t)
-                            break
-                        meter.feed(t, data)
-                        if waiting_first and meter.chunks:
-                            waiting_first = False
-                            deadline.reschedule(t_start + timeouts.total_s)
-                        if meter.finished:
-                            break
-                    if meter.outcome is Outcome.OK and not content.at_eof():
+    call = MeteredCall(endpoint, request, timeouts=timeouts, clock=clock, now=now)
+    await call.run(session)
+    return call.result(source=source, prompt_name=prompt.name, api_key=api_key)
+
+
+OnData = Callable[[bytes], Awaitable[None]]
+OnEnd = Callable[[bool], Awaitable[None]]
+
+
+class MeteredCall:
+    """One streaming call to an endpoint over a traced session, measured by a StreamMeter.
+
+    The one piece of code that talks to providers: the collector's probes and the sidecar's
+    proxy both run it. :meth:`run` sends the request, classifies the response and reads the
+    stream into :attr:`meter`; provider and network failures end as :attr:`outcome` and
+    :attr:`detail` (see :func:`probe_endpoint`), never as exceptions. The proxy relays the
+    stream through ``on_data`` (each network read, after the meter saw it) and ``on_end``
+    (``True`` at EOF, ``False`` when the terminal event arrived first); exceptions these raise,
+    other than the ones classified here, propagate after the call's state is settled.
+
+        call = MeteredCall(endpoint, build_request(...), timeouts=ProbeTimeouts())
+        await call.run(session)
+        result = call.result(source=Source.PROBE, prompt_name="short", api_key=key)
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        request: WireRequest,
+        *,
+        timeouts: ProbeTimeouts,
+        clock: Callable[[], int] = time.perf_counter_ns,
+        now: Callable[[], datetime] = utcnow,
+        timeout_names: tuple[str, str] = ("ttft_s", "total_s"),
+    ) -> None:
+        self.endpoint = endpoint
+        self.timeout_names = timeout_names  # the caller's setting names, for timeout details
+        self.request = request
+        self.timeouts = timeouts
+        self.clock = clock
+        self.now = now
+        self.trace = RequestTrace(clock=clock)
+        self.meter = StreamMeter(endpoint.wire_format)
+        self.started_at: datetime | None = None
+        self.status: int | None = None
+        self.outcome: Outcome | None = None
+        self.detail: str | None = None
+        self.retry_after: float | None = None
+        self.first_text = False  # generated text (or a clean empty answer) has arrived
+        self.end_ns: int | None = None
+
+    async def run(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        on_data: OnData | None = None,
+        on_end: OnEnd | None = None,
+    ) -> None:
+        """Send, read and classify; afterwards ``outcome`` is set (unless cancelled)."""
+        timeouts, meter, trace, clock = self.timeouts, self.meter, self.trace, self.clock
+        client_timeout = aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=timeouts.connect_s, sock_read=None
+        )
+        t_start = asyncio.get_running_loop().time()
+        self.started_at = self.now()
+        t0 = clock()
+        try:
+            async with asyncio.timeout_at(t_start + timeouts.ttft_s) as deadline:
+                async with session.post(
+                    self.request.url,
+                    data=self.request.body,
+                    headers=self.request.headers,
+                    timeout=client_timeout,
+                    allow_redirects=False,
+                    trace_request_ctx=trace,
+                ) as resp:
+                    self.status = status = resp.status
+                    meter.sent_ns = trace.sent_ns if trace.sent_ns is not None else t0
+                    if not 200 <= status < 300:
                         deadline.reschedule(None)
-                        await _drain(content)
-    except aiohttp.ConnectionTimeoutError as exc:
-        outcome, detail = Outcome.CONNECT_ERROR, f"connect timeout: {exc}"
-    except TimeoutError:
-        outcome = Outcome.TIMEOUT
-        if waiting_first:
-            detail = f"no generated text within ttft_s={timeouts.ttft_s:g}"
-        else:
-            detail = f"stream not complete within total_s={timeouts.total_s:g}"
-    except aiohttp.ClientPayloadError as exc:
-        outcome, detail = Outcome.TRUNCATED, f"payload error: {exc}"
-    except aiohttp.ClientResponseError as exc:
-        outcome = Outcome.MALFORMED
-        detail = f"invalid HTTP response: {exc.message}"
-    except aiohttp.ClientError as exc:
-        if status is None:
-            outcome, detail = Outcome.CONNECT_ERROR, f"{type(exc).__name__}: {exc}"
-        else:
-            outcome, detail = Outcome.TRUNCATED, f"connection lost: {type(exc).__name__}: {exc}"
-    except ValueError as exc:
-        if status is None:
-            outcome, detail = Outcome.CONNECT_ERROR, f"request not sent: {exc}"
-        else:
-            outcome, detail = Outcome.MALFORMED, f"unreadable stream: {exc}"
-    t_end = clock()
-    if meter.sent_ns is None and trace.sent_ns is not None:
-        meter.sent_ns = trace.sent_ns
-    if outcome is None:
-        outcome = meter.outcome or Outcome.TRUNCATED
-        detail = meter.detail
-    return meter.result(
-        endpoint_id=endpoint.id,
-        started_at=started_at,
-        source=source,
-        prompt_name=prompt.name,
-        status_code=status,
-        conn_reused=trace.conn_reused,
-        connect_ms=trace.connect_ms,
-        outcome=outcome,
-        detail=_redact(detail or "", api_key)[:500],
-        end_ns=t_end,
-        retry_after_s=retry_after,
-    )
+                        self.outcome = _status_outcome(status)
+                        self.detail = parse_error_body(await read_body_limited(resp))
+                        if status == 429:
+                            self.retry_after = retry_after_s(resp.headers, now=self.now())
+                    elif resp.content_type != SSE_CONTENT_TYPE:
+                        deadline.reschedule(None)
+                        self.outcome = Outcome.MALFORMED
+                        body = parse_error_body(await read_body_limited(resp))
+                        self.detail = (
+                            f"content-type {resp.content_type}, not {SSE_CONTENT_TYPE}: {body}"
+                        )
+                    else:
+                        content = resp.content
+                        eof = False
+                        while True:
+                            data = await content.readany()
+                            t = clock()
+                            if not data:
+                                meter.close(t)
+                                eof = True
+                                break
+                            meter.feed(t, data)
+                            if not self.first_text and (
+                                meter.chunks or meter.outcome is Outcome.OK
+                            ):
+                                self.first_text = True
+                                deadline.reschedule(t_start + timeouts.total_s)
+                            if on_data is not None:
+                                await on_data(data)
+                            if meter.finished:
+                                break
+                        if meter.outcome is Outcome.OK:
+                            deadline.reschedule(None)
+                        if on_end is not None:
+                            await on_end(eof)
+                        if meter.outcome is Outcome.OK and not content.at_eof():
+                            await _drain(content)
+        except aiohttp.ConnectionTimeoutError as exc:
+            self.outcome, self.detail = Outcome.CONNECT_ERROR, f"connect timeout: {exc}"
+        except TimeoutError:
+            self.outcome = Outcome.TIMEOUT
+            ttft_name, total_name = self.timeout_names
+            if not self.first_text:
+                self.detail = f"no generated text within {ttft_name}={timeouts.ttft_s:g}"
+            else:
+                self.detail = f"stream not complete within {total_name}={timeouts.total_s:g}"
+        except aiohttp.ClientPayloadError as exc:
+            self.outcome, self.detail = Outcome.TRUNCATED, f"payload error: {exc}"
+        except aiohttp.ClientResponseError as exc:
+            self.outcome = Outcome.MALFORMED
+            self.detail = f"invalid HTTP response: {exc.message}"
+        except aiohttp.ClientError as exc:
+            name = type(exc).__name__
+            if self.status is None:
+                self.outcome, self.detail = Outcome.CONNECT_ERROR, f"{name}: {exc}"
+            else:
+                self.outcome, self.detail = Outcome.TRUNCATED, f"connection lost: {name}: {exc}"
+        except ValueError as exc:
+            if self.status is None:
+                self.outcome, self.detail = Outcome.CONNECT_ERROR, f"request not sent: {exc}"
+            else:
+                self.outcome, self.detail = Outcome.MALFORMED, f"unreadable stream: {exc}"
+        finally:
+            self.end_ns = clock()
+            if meter.sent_ns is None and trace.sent_ns is not None:
+                meter.sent_ns = trace.sent_ns
+            if self.outcome is None:
+                self.outcome = meter.outcome or Outcome.TRUNCATED
+                self.detail = meter.detail
+
+    def redacted_detail(self, api_key: str | None) -> str:
+        """``detail`` with the API key removed, at most ``DETAIL_MAX_CHARS`` long."""
+        return _redact(self.detail or "", api_key)
+
+    def result(
+        self,
+        *,
+        source: Source,
+        prompt_name: str,
+        api_key: str | None,
+        event_id: str | None = None,
+    ) -> ProbeResult:
+        """The call as a measurement row (the key appears nowhere in it)."""
+        if self.started_at is None:
+            raise RuntimeError("MeteredCall.result() before run()")
+        return self.meter.result(
+            endpoint_id=self.endpoint.id,
+            started_at=self.started_at,
+            source=source,
+            prompt_name=prompt_name,
+            event_id=event_id,
+            status_code=self.status,
+            conn_reused=self.trace.conn_reused,
+            connect_ms=self.trace.connect_ms,
+            outcome=self.outcome,
+            detail=self.redacted_detail(api_key),
+            end_ns=self.end_ns,
+            retry_after_s=self.retry_after,
+        )
 
 
 async def _drain(content: aiohttp.StreamReader) -> None:

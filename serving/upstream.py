@@ -18,7 +18,6 @@ except when the client went away first (nothing fair to record about the endpoin
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -29,18 +28,14 @@ from typing import Protocol
 import aiohttp
 from aiohttp import web
 
-from collector.http import RequestTrace, read_body_limited, retry_after_s
-from collector.probe import SSE_CONTENT_TYPE, StreamMeter
+from collector.probe import SSE_CONTENT_TYPE, MeteredCall, ProbeTimeouts
 from collector.sse import SSEParser
-from collector.wire import ANTHROPIC_VERSION, WireRequest, parse_error_body
+from collector.wire import ANTHROPIC_VERSION, WireRequest
 from serving.relay import DONE, CompletionBuilder, EventFramer, error_event, sse_data
 from serving.translate import AnthropicToOpenAI, anthropic_request, passthrough_body
 from warehouse.models import Endpoint, Outcome, ProbeResult, Source, WireFormat
 
 FAILOVER_STATUSES = frozenset({401, 403, 404, 408, 409, 429})
-DETAIL_MAX_CHARS = 500
-DRAIN_TIMEOUT_S = 0.5
-DRAIN_MAX_READS = 64
 
 
 class Relay(Protocol):
@@ -198,18 +193,6 @@ def build_upstream_request(
     return WireRequest(url=url, headers=headers, body=body), translator
 
 
-def _status_outcome(status: int) -> Outcome:
-    if status == 429:
-        return Outcome.HTTP_429
-    if status >= 500:
-        return Outcome.HTTP_5XX
-    return Outcome.HTTP_4XX
-
-
-def _redact(text: str, secret: str | None) -> str:
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, "[redacted]")
-    return text[:DETAIL_MAX_CHARS]
 
 
 async def call_endpoint(
@@ -235,19 +218,15 @@ async def call_endpoint(
             completion_id=f"chatcmpl-{spec.event_id}", model=endpoint.id, created=spec.created
         )
         relay = Collect(builder, translator)
-    trace = RequestTrace(clock=clock)
-    meter = StreamMeter(endpoint.wire_format)
-    client_timeout = aiohttp.ClientTimeout(
-        total=None, connect=None, sock_connect=spec.connect_timeout_s, sock_read=None
-    )
-    loop = asyncio.get_running_loop()
-    t_start = loop.time()
-    started_at = now()
-    t0 = clock()
-    status: int | None = None
-    outcome: Outcome | None = None
-    detail: str | None = None
-    retry_after: float | None = None
+    timeouts = ProbeTimeouts(
+        connect_s=spec.connect_timeout_s, ttft_s=spec.ttft_timeout_s,
+        total_s=spec.total_timeout_s,
+    )  # fmt: skip
+    call = MeteredCall(
+        endpoint, wire, timeouts=timeouts, clock=clock, now=now,
+        timeout_names=("ttft_timeout_s", "total_timeout_s"),
+    )  # fmt: skip
+    meter = call.meter
     response: web.StreamResponse | None = None
     pending: list[bytes] = []
     started = False
@@ -260,104 +239,41 @@ async def call_endpoint(
             except ConnectionResetError as exc:  # includes aiohttp's ClientConnectionResetError
                 raise _ClientGone from exc
 
+    async def on_data(data: bytes) -> None:
+        """Hold the relayed bytes until the first text; then start the client's stream."""
+        nonlocal started, response
+        out = relay.feed(data)
+        if started:
+            await write(out)
+            return
+        pending.append(out)
+        if call.first_text:
+            started = True
+            if spec.stream:
+                response = await _start_stream(request, spec, endpoint)
+                await write(b"".join(pending))
+            pending.clear()
+
+    async def on_end(eof: bool) -> None:
+        if eof:
+            out = relay.close()
+            if started:
+                await write(out)
+        elif meter.outcome is Outcome.OK and response is not None:
+            await write(relay.close())
+            await _end(response)
+
     try:
-        async with asyncio.timeout_at(t_start + spec.ttft_timeout_s) as deadline:
-            async with session.post(
-                wire.url,
-                data=wire.body,
-                headers=wire.headers,
-                timeout=client_timeout,
-                allow_redirects=False,
-                trace_request_ctx=trace,
-            ) as upstream:
-                status = upstream.status
-                meter.sent_ns = trace.sent_ns if trace.sent_ns is not None else t0
-                if not 200 <= status < 300:
-                    deadline.reschedule(None)
-                    outcome = _status_outcome(status)
-                    detail = parse_error_body(await read_body_limited(upstream))
-                    if status == 429:
-                        retry_after = retry_after_s(upstream.headers, now=now())
-                elif upstream.content_type != SSE_CONTENT_TYPE:
-                    deadline.reschedule(None)
-                    outcome = Outcome.MALFORMED
-                    body = parse_error_body(await read_body_limited(upstream))
-                    detail = f"content-type {upstream.content_type}, not {SSE_CONTENT_TYPE}: {body}"
-                else:
-                    content = upstream.content
-                    while True:
-                        data = await content.readany()
-                        t = clock()
-                        if not data:
-                            meter.close(t)
-                            out = relay.close()
-                            if started:
-                                await write(out)
-                            break
-                        meter.feed(t, data)
-                        out = relay.feed(data)
-                        if started:
-                            await write(out)
-                        else:
-                            pending.append(out)
-                            if meter.chunks or meter.outcome is Outcome.OK:
-                                started = True
-                                deadline.reschedule(t_start + spec.total_timeout_s)
-                                if spec.stream:
-                                    response = await _start_stream(request, spec, endpoint)
-                                    await write(b"".join(pending))
-                                pending.clear()
-                            elif meter.finished:
-                                break  # an error event before any text: fail over
-                        if meter.finished:
-                            if meter.outcome is Outcome.OK:
-                                deadline.reschedule(None)
-                                if response is not None:
-                                    await write(relay.close())
-                                    await _end(response)
-                                await _drain(content)
-                            break
+        await call.run(session, on_data=on_data, on_end=on_end)
     except _ClientGone:
         client_gone = True
-    except aiohttp.ConnectionTimeoutError as exc:
-        outcome, detail = Outcome.CONNECT_ERROR, f"connect timeout: {exc}"
-    except TimeoutError:
-        outcome = Outcome.TIMEOUT
-        if not started:
-            detail = f"no generated text within ttft_timeout_s={spec.ttft_timeout_s:g}"
-        else:
-            detail = f"not complete within total_timeout_s={spec.total_timeout_s:g}"
-    except aiohttp.ClientPayloadError as exc:
-        outcome, detail = Outcome.TRUNCATED, f"payload error: {exc}"
-    except aiohttp.ClientResponseError as exc:
-        outcome, detail = Outcome.MALFORMED, f"invalid HTTP response: {exc.message}"
-    except aiohttp.ClientError as exc:
-        if status is None:
-            outcome, detail = Outcome.CONNECT_ERROR, f"{type(exc).__name__}: {exc}"
-        else:
-            outcome, detail = Outcome.TRUNCATED, f"connection lost: {type(exc).__name__}: {exc}"
-    t_end = clock()
-    if meter.sent_ns is None and trace.sent_ns is not None:
-        meter.sent_ns = trace.sent_ns
-    if outcome is None:
-        outcome = meter.outcome or Outcome.TRUNCATED
-        detail = meter.detail
-    detail = _redact(detail or "", api_key)
+    outcome = call.outcome or Outcome.TRUNCATED  # run() always settles it
+    status, retry_after = call.status, call.retry_after
+    detail = call.redacted_detail(api_key)
     result = None
     if not client_gone:
-        result = meter.result(
-            endpoint_id=endpoint.id,
-            started_at=started_at,
-            source=Source.TRAFFIC,
-            prompt_name="proxy",
-            event_id=spec.event_id,
-            status_code=status,
-            conn_reused=trace.conn_reused,
-            connect_ms=trace.connect_ms,
-            outcome=outcome,
-            detail=detail,
-            end_ns=t_end,
-            retry_after_s=retry_after,
+        result = call.result(
+            source=Source.TRAFFIC, prompt_name="proxy", api_key=api_key, event_id=spec.event_id
         )
     attempt = Attempt(
         endpoint_id=endpoint.id,
@@ -430,13 +346,3 @@ async def _end(response: web.StreamResponse) -> None:
     except ConnectionResetError as exc:
         raise _ClientGone from exc
 
-
-async def _drain(content: aiohttp.StreamReader) -> None:
-    """Read what follows the terminal event so the connection goes back to the pool."""
-    try:
-        async with asyncio.timeout(DRAIN_TIMEOUT_S):
-            for _ in range(DRAIN_MAX_READS):
-                if content.at_eof() or not await content.readany():
-                    break
-    except (aiohttp.ClientError, TimeoutError):
-        pass
