@@ -22,7 +22,8 @@ import math
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import vowpalwabbit
@@ -75,21 +76,27 @@ class VWModel:
         self._closed = False
         self.learned = 0
 
+    @contextmanager
+    def _parsed(self, text: str, n_actions: int) -> Iterator[list[vowpalwabbit.pyvw.Example]]:
+        """Parse one multi-line example and always finish it, whole (a partly finished or
+        unfinished example crashes or leaks). The caller holds the lock."""
+        self._check_open()
+        ec = self._ws._parse(text)
+        try:
+            if len(ec) != n_actions + 1:
+                raise ValueError(f"VW parsed {len(ec)} lines, expected {n_actions + 1}")
+            yield ec
+        finally:
+            self._ws._finish_example_multi_ex(ec)
+
     # -- predict and learn ---------------------------------------------------------------
     def predict(self, shared: str, actions: Sequence[str]) -> list[float]:
         """The PMF over ``actions`` (same order) for this shared context."""
         _check_lines(shared, actions)
         text = shared + "\n" + "\n".join(actions)
-        with self._lock:
-            self._check_open()
-            ec = self._ws._parse(text)
-            try:
-                if len(ec) != len(actions) + 1:
-                    raise ValueError(f"VW parsed {len(ec)} lines, expected {len(actions) + 1}")
-                self._ws.predict_multi(ec)
-                pmf = list(ec[0].get_action_scores())
-            finally:
-                self._ws._finish_example_multi_ex(ec)
+        with self._lock, self._parsed(text, len(actions)) as ec:
+            self._ws.predict_multi(ec)
+            pmf = list(ec[0].get_action_scores())
         if len(pmf) != len(actions):
             raise ModelStateError(f"VW returned {len(pmf)} probabilities for {len(actions)}")
         return pmf
@@ -105,15 +112,8 @@ class VWModel:
         lines = list(actions)
         lines[chosen] = f"0:{cost!r}:{prob!r} {lines[chosen]}"
         text = shared + "\n" + "\n".join(lines)
-        with self._lock:
-            self._check_open()
-            ec = self._ws._parse(text)
-            try:
-                if len(ec) != len(actions) + 1:
-                    raise ValueError(f"VW parsed {len(ec)} lines, expected {len(actions) + 1}")
-                self._ws.learn_multi(ec)
-            finally:
-                self._ws._finish_example_multi_ex(ec)
+        with self._lock, self._parsed(text, len(actions)) as ec:
+            self._ws.learn_multi(ec)
             self.learned += 1
 
     # -- persistence ---------------------------------------------------------------------
