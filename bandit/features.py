@@ -227,13 +227,16 @@ def _bucket(x: float, per_octave: int = 1) -> int:
     return int(per_octave * math.log2(x + 1.0))
 
 
-def shared_line(ctx: Mapping[str, Value]) -> str:
-    """The VW ``shared`` line of a context mapping (``p.*`` and ``r.*`` keys; missing keys
-    take neutral defaults, so decisions logged by older versions still rebuild)."""
+def _num_of(ctx: Mapping[str, Value], key: str) -> float:
+    value = ctx.get(key, 0.0)
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def prompt_namespaces(ctx: Mapping[str, Value]) -> str:
+    """The ``|P`` (words) and ``|L`` (shape) namespaces of a context mapping's ``p.*`` keys."""
 
     def num(key: str) -> float:
-        value = ctx.get(key, 0.0)
-        return float(value) if isinstance(value, int | float) else 0.0
+        return _num_of(ctx, key)
 
     tokens = num("p.tokens")
     shape = [
@@ -253,13 +256,23 @@ def shared_line(ctx: Mapping[str, Value]) -> str:
         shape.append(f"sb{_bucket(num('p.stem_chars'), 2)}")
         if num("p.numeric_options") > 0:
             shape.append("numopt")
+    words = str(ctx.get("p.words", ""))
+    return f"{'|P ' + words + ' ' if words else ''}|L {' '.join(shape)}"
+
+
+def shared_line(ctx: Mapping[str, Value]) -> str:
+    """The VW ``shared`` line of a context mapping (``p.*`` and ``r.*`` keys; missing keys
+    take neutral defaults, so decisions logged by older versions still rebuild)."""
+
+    def num(key: str) -> float:
+        return _num_of(ctx, key)
+
     angle = 2.0 * math.pi * num("r.hour") / 24.0
     q, c, t, i = (num(k) for k in ("r.q", "r.c", "r.t", "r.i"))
     scale = reward_scale(q, c, t, i) or 1.0
     w = (q / scale, c * PRICE_REF_PER_MTOK / scale, t * TTFT_REF_MS / scale, i * ITL_REF_MS / scale)
-    words = str(ctx.get("p.words", ""))
     return (
-        f"shared {'|P ' + words + ' ' if words else ''}|L {' '.join(shape)}"
+        f"shared {prompt_namespaces(ctx)}"
         f" |T hs:{_num(math.sin(angle))} hc:{_num(math.cos(angle))}"
         f" |W q:{_num(w[0])} c:{_num(w[1])} t:{_num(w[2])} i:{_num(w[3])}"
     )

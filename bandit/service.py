@@ -38,6 +38,7 @@ from bandit.constraints import Limits, LiveStatsSource, screen
 from bandit.errors import FeedbackWindowError, UnknownEventError
 from bandit.features import ArmCache
 from bandit.policy import Policy, RouteContext, VWPolicy
+from bandit.trained import TrainedPolicy
 from bandit.reward import QualityMeans, compute_reward, expected_reward, labelled_action
 from bandit.router_string import Objective, parse_router
 from bandit.schemas import (
@@ -411,7 +412,19 @@ class RouterService:
         return out
 
     def _load_overrides(self) -> dict[str, object]:
-        return {"config": self.config} if isinstance(self.policy, VWPolicy) else {}
+        return {"config": self.config} if isinstance(self.policy, VWPolicy | TrainedPolicy) else {}
+
+    def swap_policy(self, policy: Policy) -> Path:
+        """Route with ``policy`` from now on (e.g. a trained model), without a restart.
+
+        Decisions still pending are learned by the new policy when their feedback arrives.
+        The new policy is checkpointed at once, so a restart keeps it; the old one is closed.
+        Returns the checkpoint path."""
+        with self._lock:
+            old, self.policy = self.policy, policy
+        old.close()
+        log.info("router policy switched to %s", policy.version)
+        return self.checkpoint()
 
     def _joined(self, since: datetime) -> tuple[dict[str, Feedback], dict[str, ProbeResult]]:
         """First feedback and first traffic outcome of every event decided since ``since``."""

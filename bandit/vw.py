@@ -1,4 +1,5 @@
-"""The one module that imports ``vowpalwabbit``: a locked ``--cb_explore_adf`` workspace.
+"""The one module that imports ``vowpalwabbit``: locked ``--cb_explore_adf`` and regression
+workspaces.
 
 ``VWModel`` owns one Workspace and serialises every call on a lock (a Workspace is not
 thread-safe). It guards against the crashes measured in ``/work/shared/notes/vowpalwabbit.md``:
@@ -174,3 +175,79 @@ class VWModel:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class VWRegressor:
+    """One scalar-label Workspace (e.g. logistic regression) behind a lock: ``learn`` takes
+    ``label weight |ns features`` lines, ``predict`` the same without the label.
+
+    >>> r = VWRegressor("--loss_function logistic --link logistic --quiet")
+    >>> for _ in range(20):
+    ...     r.learn("1 |f a")
+    ...     r.learn("-1 |f b")
+    >>> r.predict("|f a") > 0.5 > r.predict("|f b")
+    True
+    >>> r.close()
+    """
+
+    def __init__(self, args: str, *, model: bytes | None = None) -> None:
+        if "--cb_explore_adf" in args.split():
+            raise ValueError("VWRegressor takes scalar labels; use VWModel for --cb_explore_adf")
+        self.args = args
+        self._lock = threading.Lock()
+        try:
+            if model is None:
+                self._ws = vowpalwabbit.Workspace(args)
+            else:
+                with tempfile.TemporaryDirectory(prefix="vw-") as tmp:
+                    path = Path(tmp) / "model.vw"
+                    path.write_bytes(model)
+                    self._ws = vowpalwabbit.Workspace(f"-i {path} --quiet")
+        except RuntimeError as exc:
+            raise ModelStateError(f"VW could not start with {args!r}: {exc}") from exc
+        self._closed = False
+        self.learned = 0
+
+    @staticmethod
+    def _check(line: str) -> None:
+        if "\n" in line or "\r" in line:
+            raise ValueError("an example line must not contain a newline")
+        if "|" not in line:
+            raise ValueError("an example line needs at least one namespace ('|')")
+
+    def learn(self, line: str) -> None:
+        """Learn one labelled line (``label [weight] |ns ...``)."""
+        self._check(line)
+        with self._lock:
+            self._check_open()
+            self._ws.learn(line)
+            self.learned += 1
+
+    def predict(self, line: str) -> float:
+        """The prediction for one unlabelled line (a probability with ``--link logistic``)."""
+        self._check(line)
+        with self._lock:
+            self._check_open()
+            value = float(self._ws.predict(line))
+        if not math.isfinite(value):
+            raise ModelStateError(f"VW predicted {value!r}")
+        return value
+
+    def to_bytes(self) -> bytes:
+        with tempfile.TemporaryDirectory(prefix="vw-") as tmp:
+            path = Path(tmp) / "model.vw"
+            with self._lock:
+                self._check_open()
+                self._ws.save(str(path))
+            return path.read_bytes()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ModelStateError("the VW model is closed")
+
+    def close(self) -> None:
+        """Finish the Workspace (idempotent)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._ws.finish()

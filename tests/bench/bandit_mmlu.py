@@ -36,7 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bandit.config import BanditConfig  # noqa: E402
 from bandit.features import Arm  # noqa: E402
-from bandit.policy import RouteContext, VWPolicy  # noqa: E402
+from bandit.policy import Policy, RouteContext, VWPolicy  # noqa: E402
+from bandit.quality import QualityConfig, QualityModel  # noqa: E402
+from bandit.trained import TrainedPolicy  # noqa: E402
 from bandit.reward import compute_reward  # noqa: E402
 from bandit.router_string import parse_router  # noqa: E402
 
@@ -52,6 +54,7 @@ T0 = datetime(2025, 1, 6, 9, tzinfo=UTC)
 #: The bandit configuration of this benchmark: ``BanditConfig.stationary_quality`` (SquareCB,
 #: decaying learning rate, importance weights capped at 1/0.3) plus ``--config`` overrides.
 MMLU_CONFIG: dict[str, object] = {}
+POLICY: dict[str, object] = {"name": "vw", "epsilon": 0.05, "quality": {}}
 
 
 def make_config(seed: int) -> BanditConfig:
@@ -99,7 +102,10 @@ def replay(rows: list[Row], cost_weight: float, seed: int) -> tuple[float, float
     config = make_config(seed)
     router = f"router@q:1|c:{cost_weight!r}" if cost_weight > 0 else "router@q:1"
     objective = parse_router(router)
-    policy = VWPolicy(config)
+    policy: Policy = VWPolicy(config) if POLICY["name"] == "vw" else TrainedPolicy(
+        config.model_copy(update={"epsilon": float(POLICY["epsilon"])}),
+        quality=QualityModel([], config=QualityConfig.model_validate(POLICY["quality"]),
+                             seed=seed))
     arms = [Arm.build(e, {"model": e.split("@")[0], "provider": e.split("@")[1],
                           "price_in": p[0], "price_out": p[1], "ctx": 128_000.0})
             for e, p in PRICES.items()]
@@ -147,7 +153,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="", help="comma-separated extra seeds to check")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N questions")
     parser.add_argument("--config", default="{}", help="JSON overrides of MMLU_CONFIG")
+    parser.add_argument("--policy", choices=("vw", "trained"), default="vw")
+    parser.add_argument("--epsilon", type=float, default=0.05, help="with --policy trained")
+    parser.add_argument("--quality", default="{}", help="with --policy trained: QualityConfig")
     args = parser.parse_args()
+    POLICY.update(name=args.policy, epsilon=args.epsilon, quality=json.loads(args.quality))
     MMLU_CONFIG.update(json.loads(args.config))
     if not DATA.is_dir():
         print(f"SKIP: {DATA} is absent; nothing to replay")
