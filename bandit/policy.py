@@ -49,6 +49,7 @@ from bandit.errors import ModelStateError, NoCandidateError
 from bandit.features import (
     Arm,
     Context,
+    LoggedContext,
     arms_from_context,
     prompt_context,
     request_context,
@@ -224,9 +225,7 @@ class Policy(ABC):
         tin, tout = context.prompt_tokens, context.max_tokens
         rest = [j for j in range(len(ordered)) if j != k]
         rest.sort(key=lambda j: (-pmf[j], -_live_score(ordered[j], weights, tin, tout), j))
-        ctx: dict[str, float | str] = dict(context.features)
-        for arm in ordered:
-            ctx.update(arm.logged)
+        ctx = LoggedContext(context.features, ordered)
         event_id = secrets.token_urlsafe(16)
         self._remember(event_id, context, ordered)
         return Decision.model_construct(

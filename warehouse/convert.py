@@ -115,7 +115,10 @@ def decisions_to_arrow(rows: Sequence[Decision]) -> pa.Table:
         for name, values in columns.items():
             value = getattr(d, name)
             if name == "context":
-                value = json.dumps(value, separators=(",", ":"), sort_keys=True)
+                # a context that carries its own JSON text (bandit.features.LoggedContext)
+                # saves re-encoding it here, on the writer thread
+                text = getattr(value, "json_text", None)
+                value = text() if text is not None else json.dumps(value, separators=(",", ":"))
             elif isinstance(value, tuple):
                 value = list(value)
             values.append(value)

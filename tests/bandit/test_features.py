@@ -123,3 +123,18 @@ def test_arms_rebuild_exactly_from_the_logged_context() -> None:
     logged = json.loads(json.dumps(logged, sort_keys=True))
     rebuilt = arms_from_context(logged, ids)
     assert [a.line for a in rebuilt] == [a.line for a in arms]
+
+
+def test_logged_context_json_is_the_mapping_itself() -> None:
+    import json
+
+    from bandit.features import Arm, LoggedContext
+
+    arms = [Arm.build(e, {"model": e[:1], "provider": "p", "price_in": 1.25, "ttft_p50": 87.5})
+            for e in ("a@p", "b@p")]
+    ctx = LoggedContext({"p.words": 'say "hi"', "p.tokens": 3.0}, arms)
+    assert json.loads(ctx.json_text()) == dict(ctx)
+    assert ctx["a.b@p.ttft_p50"] == 87.5 and len(ctx) == 2 + 2 * 4
+    ctx["p.extra"] = 1.0  # changed after it was made: encoded whole, still right
+    assert json.loads(ctx.json_text()) == dict(ctx)
+    assert json.loads(LoggedContext({}, []).json_text()) == {}
