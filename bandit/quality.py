@@ -54,6 +54,14 @@ class QualityConfig(BaseModel):
     max_words: int = Field(default=256, ge=0, le=4096,
                            description="Distinct prompt words used (first and last halves).")
 
+    @classmethod
+    def online(cls, **overrides: object) -> QualityConfig:
+        """For a model that learns online from scratch (one thumb at a time): single words
+        and a higher learning rate, measured best on ``tests/bench/bandit_mmlu.py``."""
+        fields: dict[str, object] = {"ngram": 1, "learning_rate": 0.5}
+        fields.update(overrides)
+        return cls.model_validate(fields)
+
     @property
     def vw_args(self) -> str:
         parts = ["--loss_function", "logistic", "--link", "logistic", "-l", repr(self.learning_rate),

@@ -38,7 +38,7 @@ from bandit.constraints import Limits, LiveStatsSource, screen
 from bandit.errors import FeedbackWindowError, UnknownEventError
 from bandit.features import ArmCache
 from bandit.policy import Policy, RouteContext, VWPolicy
-from bandit.trained import TrainedPolicy
+from bandit.trained import TrainedPolicy, make_policy
 from bandit.reward import QualityMeans, compute_reward, expected_reward, labelled_action
 from bandit.router_string import Objective, parse_router
 from bandit.schemas import (
@@ -105,7 +105,7 @@ class RouterService:
         self.config = config
         self.warehouse = warehouse
         self.endpoints = list(endpoints)
-        self.policy = policy if policy is not None else VWPolicy(config)
+        self.policy = policy if policy is not None else make_policy(config)
         self.cooldowns: Mapping[str, datetime] = cooldowns if cooldowns is not None else {}
         self.live = live if live is not None else warehouse.live
         self.clock = clock

@@ -33,10 +33,10 @@ import hashlib
 from collections.abc import Sequence
 
 from bandit.checkpoint import JsonDict
-from bandit.config import BanditConfig
+from bandit.config import BanditConfig, PolicyKind
 from bandit.errors import ModelStateError
 from bandit.features import Arm
-from bandit.policy import Policy, RouteContext, epsilon_greedy
+from bandit.policy import Policy, RouteContext, VWPolicy, epsilon_greedy
 from bandit.quality import QualityConfig, QualityModel
 from bandit.reward import Reward, expected_reward
 from warehouse.models import Decision
@@ -52,7 +52,7 @@ class TrainedPolicy(Policy):
         config = config or BanditConfig()
         super().__init__(seed=config.seed)
         self.config = config
-        self.quality = quality or QualityModel([], config=QualityConfig(
+        self.quality = quality or QualityModel([], config=QualityConfig.online(
             max_words=config.max_prompt_features), seed=config.seed)
         self.model_id = model_id or hashlib.blake2b(
             self.quality.to_bytes(), digest_size=4).hexdigest()
@@ -110,3 +110,10 @@ class TrainedPolicy(Policy):
 
     def close(self) -> None:
         self.quality.close()
+
+
+def make_policy(config: BanditConfig) -> Policy:
+    """The policy ``config.policy`` names, with nothing learned yet."""
+    if config.policy is PolicyKind.QUALITY:
+        return TrainedPolicy(config)
+    return VWPolicy(config)

@@ -48,3 +48,20 @@ def test_invalid_configs_are_refused(bad: dict[str, object]) -> None:
 def test_squarecb_may_run_without_an_epsilon_floor() -> None:
     config = BanditConfig(squarecb=True, epsilon=0.0, past_window_policy=PastWindowPolicy.SKIP)
     assert "--epsilon" not in config.vw_args
+
+
+def test_quality_routing_profile_makes_the_quality_policy() -> None:
+    from bandit.config import PolicyKind
+    from bandit.policy import VWPolicy
+    from bandit.trained import TrainedPolicy, make_policy
+
+    config = BanditConfig.quality_routing(seed=2)
+    assert config.policy is PolicyKind.QUALITY and config.epsilon == 0.05
+    policy = make_policy(config)
+    assert isinstance(policy, TrainedPolicy) and policy.quality.config.ngram == 1
+    policy.close()
+    vw = make_policy(BanditConfig(bits=16))
+    assert isinstance(vw, VWPolicy)
+    vw.close()
+    with pytest.raises(ValueError, match="policy"):
+        BanditConfig(policy="magic")  # type: ignore[arg-type]

@@ -36,9 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bandit.config import BanditConfig  # noqa: E402
 from bandit.features import Arm  # noqa: E402
-from bandit.policy import Policy, RouteContext, VWPolicy  # noqa: E402
-from bandit.quality import QualityConfig, QualityModel  # noqa: E402
-from bandit.trained import TrainedPolicy  # noqa: E402
+from bandit.policy import RouteContext  # noqa: E402
+from bandit.trained import make_policy  # noqa: E402
 from bandit.reward import compute_reward  # noqa: E402
 from bandit.router_string import parse_router  # noqa: E402
 
@@ -54,11 +53,12 @@ T0 = datetime(2025, 1, 6, 9, tzinfo=UTC)
 #: The bandit configuration of this benchmark: ``BanditConfig.stationary_quality`` (SquareCB,
 #: decaying learning rate, importance weights capped at 1/0.3) plus ``--config`` overrides.
 MMLU_CONFIG: dict[str, object] = {}
-POLICY: dict[str, object] = {"name": "vw", "epsilon": 0.05, "quality": {}}
+PROFILES = {"quality": BanditConfig.quality_routing, "vw": BanditConfig.stationary_quality}
+PROFILE = ["quality"]
 
 
 def make_config(seed: int) -> BanditConfig:
-    return BanditConfig.stationary_quality(seed=seed, **MMLU_CONFIG)
+    return PROFILES[PROFILE[0]](seed=seed, **MMLU_CONFIG)
 
 
 Row = tuple[str, bool, bool]  # prompt, weak correct, strong correct
@@ -102,10 +102,7 @@ def replay(rows: list[Row], cost_weight: float, seed: int) -> tuple[float, float
     config = make_config(seed)
     router = f"router@q:1|c:{cost_weight!r}" if cost_weight > 0 else "router@q:1"
     objective = parse_router(router)
-    policy: Policy = VWPolicy(config) if POLICY["name"] == "vw" else TrainedPolicy(
-        config.model_copy(update={"epsilon": float(POLICY["epsilon"])}),
-        quality=QualityModel([], config=QualityConfig.model_validate(POLICY["quality"]),
-                             seed=seed))
+    policy = make_policy(config)
     arms = [Arm.build(e, {"model": e.split("@")[0], "provider": e.split("@")[1],
                           "price_in": p[0], "price_out": p[1], "ctx": 128_000.0})
             for e, p in PRICES.items()]
@@ -153,11 +150,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="", help="comma-separated extra seeds to check")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N questions")
     parser.add_argument("--config", default="{}", help="JSON overrides of MMLU_CONFIG")
-    parser.add_argument("--policy", choices=("vw", "trained"), default="vw")
-    parser.add_argument("--epsilon", type=float, default=0.05, help="with --policy trained")
-    parser.add_argument("--quality", default="{}", help="with --policy trained: QualityConfig")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="quality",
+                        help="quality: BanditConfig.quality_routing (the quality policy); "
+                        "vw: BanditConfig.stationary_quality (one VW model, whole reward)")
     args = parser.parse_args()
-    POLICY.update(name=args.policy, epsilon=args.epsilon, quality=json.loads(args.quality))
+    PROFILE[0] = args.profile
     MMLU_CONFIG.update(json.loads(args.config))
     if not DATA.is_dir():
         print(f"SKIP: {DATA} is absent; nothing to replay")
