@@ -4,6 +4,7 @@
     switchyard collect [--catalog F]     probe every endpoint into DuckDB, continuously
     switchyard collect --cost            what the configured probing costs per day
     switchyard report tod [...]          hour-of-day analysis, heatmap PNG + HTML
+    switchyard train PROMPTS.jsonl       train a router on your prompts, draw its trade-off
     switchyard warehouse seed --days 30  realistic history from the simulator's profiles
     switchyard warehouse export DIR      Parquet, partitioned by date
     switchyard warehouse rollup          apply retention: drop raw probes, keep minute rollups
@@ -50,6 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     collect = sub.add_parser("collect", help="probe every endpoint into DuckDB, continuously")
     add_collect_arguments(collect)
+
+    train = sub.add_parser(
+        "train", help="train a router on your prompts and draw its trade-off graph",
+        description="Send every prompt to every candidate endpoint (resumable), score the "
+        "answers, train a quality model, and draw quality against cost and TTFT for a sweep "
+        "of router strings on held-out prompts.",
+    )
+    commands.add_train_arguments(train)
 
     report = sub.add_parser("report", help="analyses of the warehouse")
     report_sub = report.add_subparsers(dest="report", required=True, metavar="REPORT")
@@ -98,6 +107,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return commands.evaluate(args)
     if args.command == "report":
         return commands.report_tod(args)
+    if args.command == "train":
+        return commands.train(args)
     if args.command == "warehouse":
         if args.action == "seed":
             return commands.seed(args)

@@ -1,17 +1,23 @@
-"""The CLI's commands beyond ``collect``: demo, reports and warehouse maintenance."""
+"""The CLI's commands beyond ``collect``: demo, reports, training and warehouse maintenance."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from collector.__main__ import run_collect
 from collector.settings import CollectorSettings, load_settings
 from warehouse.config import WarehouseConfig
 from warehouse.store import Warehouse
+
+if TYPE_CHECKING:
+    from serving.train import TrainOptions
+    from serving.train_data import Dataset
 
 
 def _warehouse_config(db: Path | None) -> WarehouseConfig:
@@ -183,4 +189,126 @@ def evaluate(args: argparse.Namespace) -> int:
         routers=args.router, epsilons=args.epsilon, bootstrap=args.bootstrap,
     )
     print(render(estimates))
+    return 0
+
+
+DEFAULT_TRAIN_OUT = Path("var/train")
+
+
+def _endpoint_list(text: str) -> tuple[str, ...]:
+    items = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of endpoint ids")
+    return items
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    from serving.scoring import Scorer
+    from serving.train_calls import DEFAULT_CONCURRENCY, DEFAULT_MAX_TOKENS
+
+    parser.add_argument("prompts", type=Path, metavar="PROMPTS.jsonl",
+                        help='one JSON object per line: {"prompt": ..., "ref_answer": ...} or '
+                        '{"prompt": ..., "scores": {"endpoint@provider": 0..1, ...}}')
+    parser.add_argument("--endpoints", type=_endpoint_list, metavar="A,B",
+                        help="candidate endpoint ids (default: every catalog endpoint, or every "
+                        "endpoint scored in the file)")
+    parser.add_argument("--holdout", type=float, default=0.2,
+                        help="share of prompts held out to draw the trade-off (default 0.2)")
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                        help=f"calls in flight at once (default {DEFAULT_CONCURRENCY})")
+    parser.add_argument("--judge", metavar="ENDPOINT",
+                        help="endpoint that grades answers without a reference (or all, with "
+                        "--scorer judge)")
+    parser.add_argument("--scorer", choices=[s.value for s in Scorer], default="auto",
+                        help="auto: numeric for numeric references, else exact; the judge "
+                        "without a reference (default auto)")
+    parser.add_argument("--run-id", help="name of the run; rerun with it to resume (default: "
+                        "the file's name and hash, so rerunning the same file resumes)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split and the model")
+    parser.add_argument("--out", type=Path, default=DEFAULT_TRAIN_OUT,
+                        help=f"folder for the PNG and HTML graphs (default {DEFAULT_TRAIN_OUT})")
+    parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS,
+                        help=f"output-token cap of each answer (default {DEFAULT_MAX_TOKENS})")
+    parser.add_argument("--no-activate", action="store_true",
+                        help="store the model without making it the active one")
+    parser.add_argument("--catalog", type=Path, help="endpoint catalog (default: the simulator)")
+    parser.add_argument("--config", type=Path, help="TOML settings file")
+    parser.add_argument("--db", type=Path, help="DuckDB file (default var/switchyard.duckdb)")
+
+
+def train(args: argparse.Namespace) -> int:
+    """``switchyard train``: answers, a quality model and its trade-off graph (resumable)."""
+    from serving.scoring import Scorer
+    from serving.train import TrainOptions
+    from serving.train_data import load_dataset
+
+    settings = load_settings(CollectorSettings, args.config, catalog=args.catalog)
+    if args.db is not None:
+        settings = settings.model_copy(
+            update={"warehouse": settings.warehouse.model_copy(update={"path": args.db})}
+        )
+    options = TrainOptions(
+        endpoints=args.endpoints, holdout=args.holdout, concurrency=args.concurrency,
+        judge=args.judge, scorer=Scorer(args.scorer), run_id=args.run_id, seed=args.seed,
+        max_tokens=args.max_tokens, activate=not args.no_activate,
+    )  # fmt: skip
+    dataset = load_dataset(args.prompts)
+    try:
+        return asyncio.run(_train(settings, dataset, options, args.out))
+    except KeyboardInterrupt:
+        print("\ninterrupted: every answer received so far is stored; run the same command "
+              "again to resume", file=sys.stderr, flush=True)  # fmt: skip
+        raise
+
+
+async def _train(settings: CollectorSettings, dataset: Dataset, options: TrainOptions,
+                 out_dir: Path) -> int:  # fmt: skip
+    from collector.__main__ import catalog_or_simulator
+    from collector.catalog import load_catalog
+    from collector.http import make_session
+    from collector.settings import load_secrets
+    from serving.tradeoff_plot import frontier_table
+    from serving.train import Trainer
+    from serving.train_calls import EndpointCaller
+    from warehouse.training import TrainingStore
+
+    api_keys = {k: v.get_secret_value() for k, v in load_secrets(settings.secrets_file).items()}
+    async with contextlib.AsyncExitStack() as stack:
+        if dataset.precomputed:  # nothing is called: the catalog only supplies prices
+            endpoints = list(load_catalog(settings.catalog).endpoints) if settings.catalog else []
+        else:
+            catalog = await stack.enter_async_context(catalog_or_simulator(settings))
+            endpoints = list(catalog.endpoints)
+        warehouse = Warehouse(settings.warehouse)
+        await warehouse.start()
+        stack.push_async_callback(warehouse.aclose)
+        caller = None
+        if not dataset.precomputed:
+            session = await stack.enter_async_context(
+                make_session(limit=2 * options.concurrency)
+            )
+            caller = EndpointCaller(session, endpoints, concurrency=options.concurrency,
+                                    max_tokens=options.max_tokens, api_keys=api_keys)
+        trainer = Trainer(TrainingStore(warehouse), endpoints, caller=caller, options=options,
+                          out_dir=out_dir)  # fmt: skip
+        result = await trainer.run(dataset)
+    n = len(dataset.prompts)
+    print(f"run {result.run_id}: {n} prompts x {len(result.endpoints)} endpoints"
+          + ("" if dataset.precomputed else
+             f"; {result.sent} requests sent, {result.resumed} answers reused from before, "
+             f"{result.failed} failed"))  # fmt: skip
+    if dataset.duplicates:
+        print(f"skipped {dataset.duplicates} repeated prompts")
+    if result.dropped:
+        print(f"{len(result.dropped)} prompts without any score left out "
+              f"(first: {result.dropped[0]})")  # fmt: skip
+    unpriced = sorted(set(result.endpoints) - {e.id for e in endpoints})
+    if unpriced:
+        print(f"no catalog prices for {', '.join(unpriced)}: their cost counts as 0 "
+              "(pass --catalog with these endpoints to draw the cost trade-off)")
+    state = "active" if options.activate else "stored, not active"
+    print(f"model {result.model_id} ({state}): trained on {result.train_prompts} prompts, "
+          f"evaluated on {result.heldout_prompts} held-out prompts")
+    print(f"graph: {result.png_path}\n       {result.html_path}\n")
+    print(frontier_table(result.tradeoff.to_json()))
     return 0

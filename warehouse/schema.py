@@ -280,13 +280,58 @@ _V3 = Migration(
     ),
 )
 
+_V4 = Migration(
+    version=4,
+    description="training runs, their answers, and versioned router models",
+    statements=(
+        """CREATE TABLE train_runs (
+            run_id VARCHAR PRIMARY KEY,
+            created_at TIMESTAMPTZ NOT NULL,
+            dataset_path VARCHAR NOT NULL,
+            dataset_sha256 VARCHAR NOT NULL,
+            endpoints VARCHAR[] NOT NULL,
+            options JSON NOT NULL,
+            status VARCHAR NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        )""",
+        """CREATE TABLE train_answers (
+            run_id VARCHAR NOT NULL,
+            prompt_id VARCHAR NOT NULL,
+            endpoint_id VARCHAR NOT NULL,
+            answer VARCHAR,
+            score DOUBLE,
+            scorer VARCHAR NOT NULL,
+            tokens_in INTEGER,
+            tokens_out INTEGER,
+            cost_usd DOUBLE,
+            ttft_ms DOUBLE,
+            latency_ms DOUBLE,
+            outcome VARCHAR NOT NULL,
+            ts TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (run_id, prompt_id, endpoint_id)
+        )""",
+        """CREATE TABLE router_models (
+            model_id VARCHAR PRIMARY KEY,
+            version INTEGER NOT NULL UNIQUE,
+            created_at TIMESTAMPTZ NOT NULL,
+            run_id VARCHAR,
+            kind VARCHAR NOT NULL,
+            model BLOB NOT NULL,
+            tradeoff JSON,
+            plot BLOB,
+            html VARCHAR,
+            active BOOLEAN NOT NULL
+        )""",
+    ),
+)
+
 SCHEMA_VERSION_DDL = (
     "CREATE TABLE IF NOT EXISTS schema_version "
     "(version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
 )
 
 #: Every schema step, oldest first. Append only: never edit a released step.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 
 #: The watermark as a scalar: minutes before it are in ``probes_minute``; raw rows from it on
 #: are aggregated by the view. NULL (nothing rolled up yet) reads as -infinity. DuckDB turns a

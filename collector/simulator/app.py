@@ -5,7 +5,8 @@ Routes mirror the real APIs: endpoint ``model@provider`` lives at ``/<provider>/
 ``SampledCall`` from its profile and replays it, writing each pre-rendered chunk at an absolute
 deadline (``t0 + ttft``, then ``+ gap``) so lateness never accumulates. What was injected is
 kept in a ring buffer at ``GET /_sim/injected``; ``/_sim/scale`` and ``/_sim/fail`` change
-behaviour at run time.
+behaviour at run time. A profile with an ``accuracy`` mapping answers each prompt with a short
+right or wrong answer instead of filler text (``collector.simulator.answers``).
 
     async with run_simulator(SimConfig(seed=1)) as sim:
         endpoints = sim.catalog()      # warehouse.models.Endpoint rows pointing here
@@ -16,6 +17,7 @@ behaviour at run time.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import os
@@ -43,7 +45,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from warehouse.models import Endpoint, WireFormat
 
-from .profiles import SampledCall, SimConfig, SimOutcome, SimProfile, call_rng
+from .answers import answer_text
+from .profiles import SampledCall, SimConfig, SimOutcome, SimProfile, call_rng, with_words
 from .wire import StreamBytes, completion_body, error_response, filler_words, render_stream
 
 REQUIRE_KEY_ENV = "SIM_REQUIRE_KEY"  # how SimulatorProcess hands the expected key over
@@ -70,6 +73,7 @@ class InjectedRecord:
     retry_after_s: float | None
     latency_factor: float
     sim_hour: float
+    prompt_sha256: str = ""  # of the last user message's text: which prompt was asked
     seq: int = 0
     sent_ms: list[float] = field(default_factory=list)
     done: bool = False
@@ -188,6 +192,21 @@ def _input_tokens(body: dict[str, object]) -> int:
     return max(1, math.ceil(chars / 4))
 
 
+def _prompt_text(body: dict[str, object]) -> str:
+    """The text of the last user message (text parts joined), what an answer answers."""
+    for message in reversed(body.get("messages") or []):  # type: ignore[call-overload]
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return "".join(
+                    p["text"] for p in content
+                    if isinstance(p, dict) and isinstance(p.get("text"), str)
+                )
+    return ""
+
+
 def _params(body: dict[str, object], fmt: WireFormat) -> tuple[int, bool, bool] | str:
     """(max_tokens, stream, include_usage), or the message of a 400."""
     messages = body.get("messages")
@@ -255,6 +274,7 @@ class _Job:
     stream: bool
     include_usage: bool
     t0: float
+    words: list[str] | None = None  # the answer's words; None: filler words
 
     @property
     def headers(self) -> dict[str, str]:
@@ -286,6 +306,14 @@ async def _serve(request: web.Request, fmt: WireFormat) -> web.StreamResponse:
         return _error(fmt, "bad_request", params)
     max_tokens, stream, include_usage = params
     counter, call, rng = state.draw(profile, max_tokens)
+    words: list[str] | None = None
+    if profile.accuracy:  # an answering endpoint: a short, right or wrong, answer
+        text = answer_text(
+            _prompt_text(body), endpoint_id=profile.endpoint_id, seed=state.config.seed,
+            accuracy=profile.accuracy,
+        )  # fmt: skip
+        words = text.split()[:max_tokens]
+        call = with_words(call, len(text.split()), max_tokens)
     n = call.chunks_sent
     record = InjectedRecord(
         request_id="",
@@ -301,9 +329,10 @@ async def _serve(request: web.Request, fmt: WireFormat) -> web.StreamResponse:
         retry_after_s=call.retry_after_s,
         latency_factor=call.latency_factor,
         sim_hour=state.sim_hour(),
+        prompt_sha256=hashlib.sha256(_prompt_text(body).encode()).hexdigest(),
     )
     record.request_id = f"sim{state.log.add(record):09d}"
-    job = _Job(request, state, fmt, profile, call, rng, record, stream, include_usage, t0)
+    job = _Job(request, state, fmt, profile, call, rng, record, stream, include_usage, t0, words)
     try:
         return await _replay(job)
     finally:
@@ -329,7 +358,7 @@ async def _replay(job: _Job) -> web.StreamResponse:
             "retry-after-ms": f"{retry * 1e3:.0f}",
         }
         return _error(job.fmt, "rate_limit", **job.headers, **headers)
-    words = filler_words(job.rng, call.output_tokens)
+    words = job.words if job.words is not None else filler_words(job.rng, call.output_tokens)
     model, rid, tokens_in = job.profile.model, job.record.request_id, job.record.input_tokens
     created = int(time.time())
     if not job.stream:

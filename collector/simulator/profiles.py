@@ -20,6 +20,7 @@ recomputes such profiles from the CSV itself.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import math
 import random
@@ -31,6 +32,8 @@ from typing import NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from warehouse.models import ENDPOINT_ID_RE, Endpoint, Outcome, WireFormat
+
+from .answers import KINDS
 
 ERROR_DELAY_FRACTION = 0.1  # 429/500 answers come after this fraction of the drawn TTFT
 
@@ -168,6 +171,24 @@ class SampledCall:
         return self.error_delay_ms
 
 
+def with_words(call: SampledCall, n_words: int, max_tokens: int) -> SampledCall:
+    """``call`` re-shaped to carry ``n_words`` words, one per chunk (capped by max_tokens):
+    the same TTFT, gaps and failure, the output of a short answer instead of filler."""
+    n = max(1, min(n_words, max_tokens))
+    gaps = list(call.gaps_ms[: n - 1])
+    while len(gaps) < n - 1:
+        gaps.append(gaps[-1] if gaps else call.ttft_ms * ERROR_DELAY_FRACTION)
+    cut = call.cut_after_chunks
+    return dataclasses.replace(
+        call,
+        gaps_ms=tuple(gaps),
+        tokens_per_chunk=(1,) * n,
+        output_tokens=n,
+        hit_max_tokens=n_words > max_tokens,
+        cut_after_chunks=None if cut is None else min(cut, n - 1 if n > 1 else 0),
+    )
+
+
 def call_rng(seed: int, endpoint_id: str, counter: int) -> random.Random:
     """The generator of one call: a stable mix of seed, endpoint and per-endpoint counter."""
     digest = hashlib.blake2b(f"{seed}\x00{endpoint_id}\x00{counter}".encode(), digest_size=8)
@@ -224,6 +245,21 @@ class SimProfile(BaseModel):
     price_out_per_mtok: float = Field(ge=0, description="USD per million output tokens.")
     context_window: int = Field(default=128_000, gt=0, description="Prompt plus output tokens.")
     tags: tuple[str, ...] = Field(default=(), description="Labels copied to the catalog.")
+    accuracy: dict[str, float] = Field(
+        default_factory=dict,
+        description="Probability of a correct answer per kind of prompt (math, code, choice, "
+        "general, judge; see collector.simulator.answers). Empty: filler text, as before.",
+    )
+
+    @field_validator("accuracy")
+    @classmethod
+    def _check_accuracy(cls, value: dict[str, float]) -> dict[str, float]:
+        for kind, p in value.items():
+            if kind not in KINDS:
+                raise ValueError(f"accuracy: unknown kind {kind!r}, expected one of {KINDS}")
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"accuracy[{kind!r}] must be in [0, 1], got {p}")
+        return value
 
     @field_validator("endpoint_id")
     @classmethod

@@ -59,7 +59,7 @@ def test_new_file_gets_the_latest_schema_and_contract_columns(tmp_path: Path) ->
     wh = open_wh(tmp_path / "w.duckdb")
     try:
         rows = wh.query("SELECT version FROM schema_version ORDER BY version")
-        assert [r[0] for r in rows] == [m.version for m in MIGRATIONS] == [1, 2, 3]
+        assert [r[0] for r in rows] == [m.version for m in MIGRATIONS] == [1, 2, 3, 4]
         described = {
             t: [r[0] for r in wh.query(f"DESCRIBE {t}")]
             for t in ("probes", "probes_minute", "decisions", "feedback", "learned", "endpoints",
@@ -99,7 +99,7 @@ def test_v1_file_is_migrated_with_its_rows(tmp_path: Path) -> None:
     wh = open_wh(path)
     try:
         versions = [r[0] for r in wh.query("SELECT version FROM schema_version ORDER BY 1")]
-        assert versions == [1, 2, 3]
+        assert versions == [1, 2, 3, 4]
         assert wh.query("SELECT count(*) FROM probes") == [(2,)]
         minute = wh.query("SELECT n, n_ok, n_429, n_error, ttft_ms_p50 FROM probe_minutes")
         assert minute == [(2, 1, 1, 1, 120.0)]
@@ -166,7 +166,7 @@ def test_foreign_duckdb_file_is_refused(tmp_path: Path) -> None:
 def test_migrate_is_idempotent_and_validates_target() -> None:
     con = duckdb.connect()
     try:
-        assert migrate(con) == [1, 2, 3]
+        assert migrate(con) == [1, 2, 3, 4]
         assert migrate(con) == []
         assert schema_version(con) == LATEST_VERSION
         with pytest.raises(ValueError):

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from warehouse.config import WarehouseConfig
+from warehouse.migrations import LATEST_VERSION
 from warehouse.models import Decision, Feedback, Outcome, ProbeResult
 from warehouse.store import Warehouse
 
@@ -188,7 +189,8 @@ def test_catalog_views_equal_the_warehouse_views(tmp_path: Path) -> None:
                 == rolled_to
             assert con.execute("SELECT event_id, score, n_feedback FROM v_decisions").fetchall() \
                 == decisions
-            assert con.execute("SELECT schema_version FROM lake_info").fetchone() == (3,)
+            lake_version = con.execute("SELECT schema_version FROM lake_info").fetchone()
+            assert lake_version == (LATEST_VERSION,)
         finally:
             con.close()
         assert not list(wh.lake_dir.rglob("*.tmp"))  # no partial files left behind
