@@ -18,10 +18,12 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from bandit.quality import QualityModel
 from bandit.router_string import format_router, parse_router
 from bandit.service import FeedbackStatus
 from bandit.service import RouteRequest as BanditRouteRequest
 from bandit.service import RouterService as BanditService
+from bandit.trained import TrainedPolicy
 from serving.router import Expected, RoutePlan, RouteQuery
 from warehouse.models import Decision, Endpoint, Feedback, ProbeResult
 
@@ -109,6 +111,24 @@ class BanditRouter:
     async def record_feedback(self, feedback: Feedback) -> bool:
         status = await self._run(self.service.record_feedback, feedback)
         return status is FeedbackStatus.ACCEPTED
+
+    @property
+    def trained_model_id(self) -> str | None:
+        """The id of the trained model routing now (``None``: not a trained model)."""
+        policy = self.service.policy
+        return policy.model_id if isinstance(policy, TrainedPolicy) else None
+
+    async def load_trained(self, model_id: str, data: bytes) -> str:
+        """Route with the trained quality model ``data`` from now on (no restart); returns
+        the new model version. Raises ``ModelStateError`` for bytes that are not a model."""
+
+        def swap() -> str:
+            quality = QualityModel.from_bytes(data)
+            config = self.service.config
+            self.service.swap_policy(TrainedPolicy(config, quality=quality, model_id=model_id))
+            return self.service.policy.version
+
+        return await self._run(swap)
 
     async def start(self) -> None:
         await self.service.start()

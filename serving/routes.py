@@ -365,6 +365,16 @@ ROUTES: tuple[RouteSpec, ...] = (
 ACCESS_BY_HANDLER: dict[Handler, Access] = {spec.handler: spec.access for spec in ROUTES}
 
 
+def access_table(specs: tuple[RouteSpec, ...]) -> Callable[[web.Request], Access]:
+    """``access_of`` for a table of routes (the auth middleware's look-up)."""
+    table = {spec.handler: spec.access for spec in specs}
+
+    def access(request: web.Request) -> Access:
+        return table.get(request.match_info.handler, Access.PUBLIC)
+
+    return access
+
+
 def access_of(request: web.Request) -> Access:
     """The access level of the matched route (unmatched paths are public: they 404/405)."""
     return ACCESS_BY_HANDLER.get(request.match_info.handler, Access.PUBLIC)

@@ -27,9 +27,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import duckdb
 import polars as pl
@@ -47,6 +49,8 @@ from warehouse.migrations import migrate
 from warehouse.models import Decision, Endpoint, Feedback, ProbeResult, utcnow
 from warehouse.retention import retention_steps
 from warehouse.rollup import MinuteRollup, epoch_us, from_epoch_us
+
+T = TypeVar("T")
 from warehouse.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -272,6 +276,12 @@ class Warehouse:
         return self._writer
 
     # -- writes (non-blocking: buffered for the writer thread) ------------------------------
+    def submit(self, job: Callable[[duckdb.DuckDBPyConnection], T]) -> Future[T]:
+        """Run ``job(write_connection)`` on the writer thread, after the rows enqueued before
+        it: the one way for another module's tables (e.g. ``warehouse.training``) to be
+        written by the single writer. The future holds the job's result or exception."""
+        return self._w().submit(job)
+
     def add_probe(self, r: ProbeResult) -> None:
         """Buffer one probe or traffic row and update the live stats."""
         self._w().put_probes([r])

@@ -151,9 +151,7 @@ class TrainingStore:
         self.warehouse = warehouse
 
     def _submit(self, job: Callable[[duckdb.DuckDBPyConnection], T]) -> Future[T]:
-        # The warehouse's writer thread; Warehouse has no public hook for jobs of other
-        # modules yet (see the report of issue 7), so this is the one place that reaches in.
-        return self.warehouse._w().submit(job)
+        return self.warehouse.submit(job)  # on the warehouse's single writer thread
 
     # -- runs -----------------------------------------------------------------------------
     def create_run(self, run: TrainRun) -> None:
