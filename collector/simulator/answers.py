@@ -8,6 +8,11 @@ a hash of (seed, endpoint, prompt), so reruns give the same answers; a wrong ans
 deterministic value (:func:`wrong_answer`). The wording varies ("391", "Answer: 391", "The
 answer is 391.") as real models' does.
 
+Only questions are answered so (:func:`is_question`: a grading prompt, arithmetic, multiple
+choice, or a prompt ending in a question mark); any other request (the collector's probes:
+"Count from one to twenty...", "Summarise the following passage...") streams the profile's
+usual filler, so that giving the default profiles an accuracy changes no latency figure.
+
 Kinds (:func:`prompt_kind`): ``judge`` (the grading prompt of ``serving.scoring``, recognised
 by its section headers), ``math``, ``choice``, ``code``, ``general``. As a judge an endpoint
 compares the candidate answer with :func:`true_answer` of the question and returns the right
@@ -127,6 +132,13 @@ def prompt_kind(prompt: str) -> str:
     if _CODE.search(prompt):
         return "code"
     return "general"
+
+
+def is_question(prompt: str) -> bool:
+    """Whether an answering endpoint answers ``prompt`` briefly (see the module doc)."""
+    if parse_judge_prompt(prompt) is not None or arithmetic(prompt) is not None:
+        return True
+    return bool(options(prompt)) or prompt.rstrip().endswith("?")
 
 
 def true_answer(prompt: str) -> str:

@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from warehouse.models import Endpoint, WireFormat
 
-from .answers import answer_text
+from .answers import answer_text, is_question
 from .profiles import SampledCall, SimConfig, SimOutcome, SimProfile, call_rng, with_words
 from .wire import StreamBytes, completion_body, error_response, filler_words, render_stream
 
@@ -307,9 +307,10 @@ async def _serve(request: web.Request, fmt: WireFormat) -> web.StreamResponse:
     max_tokens, stream, include_usage = params
     counter, call, rng = state.draw(profile, max_tokens)
     words: list[str] | None = None
-    if profile.accuracy:  # an answering endpoint: a short, right or wrong, answer
+    prompt = _prompt_text(body) if profile.accuracy else ""
+    if profile.accuracy and is_question(prompt):  # a short, right or wrong, answer
         text = answer_text(
-            _prompt_text(body), endpoint_id=profile.endpoint_id, seed=state.config.seed,
+            prompt, endpoint_id=profile.endpoint_id, seed=state.config.seed,
             accuracy=profile.accuracy,
         )  # fmt: skip
         words = text.split()[:max_tokens]

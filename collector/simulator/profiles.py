@@ -589,12 +589,31 @@ def profiles_from_llmperf(path: str | Path) -> list[SimProfile]:
     return profiles
 
 
+#: Accuracy per kind of question of the default endpoints (``collector.simulator.answers``),
+#: so ``switchyard train`` has something to learn on the embedded default. Rounded from public
+#: benchmark figures of these models (GSM8K-like math, MMLU-like choice, HumanEval-like code);
+#: an illustration, not a measurement. Every host of Llama-2-70B shares one line.
+DEFAULT_ACCURACY: dict[str, dict[str, float]] = {
+    "gpt-4-turbo": {"math": 0.92, "choice": 0.86, "code": 0.87, "general": 0.85, "judge": 0.95},
+    "gpt-4o-mini": {"math": 0.85, "choice": 0.82, "code": 0.87, "general": 0.78, "judge": 0.9},
+    "claude-3-5-sonnet": {"math": 0.96, "choice": 0.88, "code": 0.92, "general": 0.87,
+                          "judge": 0.95},
+    "llama-2-70b": {"math": 0.57, "choice": 0.69, "code": 0.30, "general": 0.65, "judge": 0.7},
+}
+
+
 def default_profiles() -> list[SimProfile]:
     """Eight endpoints over six providers and both wire formats (see ``LLMPERF_STATS``).
 
     The first-party names borrow the latency shape of the LLMPerf run noted beside them;
     prices are public list prices. Failure rates beyond the data are noted as assumptions.
+    Questions are answered with ``DEFAULT_ACCURACY``.
     """
+    return [p.model_copy(update={"accuracy": dict(DEFAULT_ACCURACY[p.endpoint_id.split("@")[0]])})
+            for p in _default_latency_profiles()]
+
+
+def _default_latency_profiles() -> list[SimProfile]:
     s = LLMPERF_STATS
     big, small = ("large",), ("small",)
     return [
