@@ -90,27 +90,19 @@ def screen(
     th_itl = objective.threshold("itl")
     o = objective
 
+    lists = bool(limits.allow is not None or limits.deny or o.endpoints or o.models or o.providers
+                 or o.skip_endpoints or o.skip_models or o.skip_providers)
+    priced = max_price is not None or th_price is not None
+
     def reason(e: Endpoint) -> str | None:
         eid = e.id
-        if limits.allow is not None and eid not in limits.allow:
-            return "not in the request's allow list"
-        if eid in limits.deny:
-            return "in the request's deny list"
-        if o.endpoints and eid not in o.endpoints:
-            return "not in the router's endpoints"
-        if o.models and e.model not in o.models:
-            return f"model {e.model} not in the router's models"
-        if o.providers and e.provider not in o.providers:
-            return f"provider {e.provider} not in the router's providers"
-        if eid in o.skip_endpoints:
-            return "skipped by the router"
-        if o.skip_models and e.model in o.skip_models:
-            return f"model {e.model} skipped by the router"
-        if o.skip_providers and e.provider in o.skip_providers:
-            return f"provider {e.provider} skipped by the router"
+        if lists:
+            why = listed(e)
+            if why is not None:
+                return why
         if e.context_window < need:
             return f"context window {e.context_window} < {need} tokens"
-        if max_price is not None or th_price is not None:
+        if priced:
             price = blended_price(
                 e.price_in_per_mtok, e.price_out_per_mtok, prompt_tokens, max_tokens
             )
@@ -137,6 +129,27 @@ def screen(
             itl = stat.itl_ms_p50 if stat.itl_ms_p50 is not None else stat.itl_ms_ewma
             if itl is not None and not th_itl.allows(itl):
                 return f"live ITL p50 {itl:.1f} ms fails the router's {th_itl}"
+        return None
+
+    def listed(e: Endpoint) -> str | None:
+        """Allow and deny lists of the request and the router (checked only when any is set)."""
+        eid = e.id
+        if limits.allow is not None and eid not in limits.allow:
+            return "not in the request's allow list"
+        if eid in limits.deny:
+            return "in the request's deny list"
+        if o.endpoints and eid not in o.endpoints:
+            return "not in the router's endpoints"
+        if o.models and e.model not in o.models:
+            return f"model {e.model} not in the router's models"
+        if o.providers and e.provider not in o.providers:
+            return f"provider {e.provider} not in the router's providers"
+        if eid in o.skip_endpoints:
+            return "skipped by the router"
+        if o.skip_models and e.model in o.skip_models:
+            return f"model {e.model} skipped by the router"
+        if o.skip_providers and e.provider in o.skip_providers:
+            return f"provider {e.provider} skipped by the router"
         return None
 
     allowed: list[Endpoint] = []

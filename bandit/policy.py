@@ -34,7 +34,9 @@ import hashlib
 import logging
 import math
 import random
-import secrets
+import base64
+import os
+import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -119,6 +121,40 @@ class RouteContext:
             max_tokens=decision.max_tokens or int(float(feats.get("r.max_tokens", 1.0))),
             created_at=decision.created_at,
         )
+
+
+class _EventIds:
+    """Event ids as ``secrets.token_urlsafe(16)`` makes them (16 bytes from the OS's CSPRNG,
+    URL-safe base64), but with one ``os.urandom`` call per ``BATCH`` ids: the call costs tens
+    of microseconds on some machines, a tenth of a routing decision."""
+
+    BATCH = 256
+    SIZE = 16
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = b""
+        self._at = 0
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._at >= len(self._pool):
+                self._pool = os.urandom(self.SIZE * self.BATCH)
+                self._at = 0
+            raw = self._pool[self._at : self._at + self.SIZE]
+            self._at += self.SIZE
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+    def reset(self) -> None:
+        """Drop the pool (a forked child must not hand out its parent's ids)."""
+        self._lock = threading.Lock()
+        self._pool = b""
+        self._at = 0
+
+
+new_event_id = _EventIds()
+os.register_at_fork(after_in_child=new_event_id.reset)
 
 
 def canonical(arms: Sequence[Arm]) -> list[Arm]:
@@ -226,7 +262,7 @@ class Policy(ABC):
         rest = [j for j in range(len(ordered)) if j != k]
         rest.sort(key=lambda j: (-pmf[j], -_live_score(ordered[j], weights, tin, tout), j))
         ctx = LoggedContext(context.features, ordered)
-        event_id = secrets.token_urlsafe(16)
+        event_id = new_event_id()
         self._remember(event_id, context, ordered)
         return Decision.model_construct(
             event_id=event_id,

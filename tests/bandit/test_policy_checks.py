@@ -249,3 +249,24 @@ def test_constraints_hold_under_random_requests(
     assert stat.error_rate < 0.5
     assert ttft_max is None or stat.ttft_ms_p50 is None or stat.ttft_ms_p50 < ttft_max
     assert set(d.candidates) == {a.endpoint_id for a in arms}
+
+
+def test_event_ids_are_unique_url_safe_and_differ_after_a_fork() -> None:
+    import os
+    import re
+
+    from bandit.policy import new_event_id
+
+    ids = [new_event_id() for _ in range(3000)]  # several refills of the pool
+    assert len(set(ids)) == 3000
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", i) for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id must not be the parent's next one
+        os.write(write, new_event_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert child != new_event_id() and len(child) == 22
