@@ -73,7 +73,7 @@ async def test_every_request_ends_cleanly_under_four_faults(make_stack: MakeStac
         )]  # fmt: skip
         stack = await make_stack(
             catalog,
-            proxy=ProxyConfig(ttft_timeout_s=0.3, total_timeout_s=5, connect_timeout_s=1,
+            proxy=ProxyConfig(ttft_timeout_s=1.0, total_timeout_s=5, connect_timeout_s=1,
                               failure_cooldown_s=30, max_attempts=5),
         )  # fmt: skip
         await sim_fail(sim, HANG, "hang")
@@ -97,7 +97,9 @@ async def run_and_check(sim: RunningSimulator, stack: Stack) -> None:
         for i in range(4):
             async with client.post(f"{stack.url}/v1/route", json={"prompt": f"q{i}"},
                                    headers=auth()) as r:  # fmt: skip
-                event_id = (await r.json())["event_id"]
+                answer = await r.json()
+                assert r.status == 200, answer
+                event_id = answer["event_id"]
             report = {"event_id": event_id, "ttft_ms": 100.0 + i, "output_tokens": 5}
             async with client.post(f"{stack.url}/v1/outcome", json=report, headers=auth()) as r:
                 assert r.status == 200
