@@ -28,7 +28,9 @@ from serving.metrics import Metrics, metrics_middleware
 from serving.openapi import openapi_json
 from serving.proxy import Cooldowns, Proxy
 from serving.router import RouterService
-from serving.routes import ROUTES, access_of
+from serving.models_admin import MODEL_ROUTES, SWITCHER
+from serving.models_admin import install as install_models
+from serving.routes import ROUTES, access_table
 from serving.settings import ServingSettings
 from serving.state import (
     AUTH,
@@ -42,10 +44,14 @@ from serving.state import (
     RUN,
     SESSION,
     SETTINGS,
+    TRADEOFF,
+    UI_CACHES,
     WAREHOUSE,
     RecentDecisions,
     RunState,
 )
+from serving.ui import UI_ROUTES
+from serving.ui_data import UiCaches
 from warehouse.models import ProbeResult
 from warehouse.store import Warehouse
 
@@ -75,7 +81,7 @@ def create_app(
         middlewares=[
             metrics_middleware(metrics),
             error_middleware,
-            auth_middleware(authenticator, limiter, access_of),
+            auth_middleware(authenticator, limiter, access_table((*ROUTES, *MODEL_ROUTES))),
         ],
         client_max_size=settings.body_limit_bytes,
     )
@@ -106,11 +112,14 @@ def create_app(
         api_keys=api_keys,
         cooldowns=cooldowns,
     )
-    for spec in ROUTES:
+    for spec in (*ROUTES, *MODEL_ROUTES, *UI_ROUTES):
         app.router.add_route(spec.method, spec.path, spec.handler)
-    app[OPENAPI] = openapi_json(ROUTES)
+    app[UI_CACHES] = UiCaches.default()
+    app[OPENAPI] = openapi_json((*ROUTES, *MODEL_ROUTES, *UI_ROUTES))
     app.cleanup_ctx.append(_warehouse_ctx)
     app.cleanup_ctx.append(_router_ctx)
+    install_models(app)  # after the router is restored: route with the active trained model
+    app[TRADEOFF] = app[SWITCHER].tradeoff
     app.cleanup_ctx.append(_collector_ctx)
     app.cleanup_ctx.append(_ready_ctx)
     app.on_shutdown.append(_draining)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -15,6 +16,7 @@ from serving.metrics import Metrics
 from serving.proxy import Proxy
 from serving.router import RouterService
 from serving.settings import ServingSettings
+from serving.ui_data import UiCaches
 from warehouse.models import Decision
 from warehouse.store import Warehouse
 
@@ -65,3 +67,9 @@ PROXY = web.AppKey("proxy", Proxy)
 RUN = web.AppKey("run_state", RunState)
 RECENT = web.AppKey("recent_decisions", RecentDecisions)
 OPENAPI = web.AppKey("openapi_json", bytes)
+UI_CACHES = web.AppKey("ui_caches", UiCaches)
+
+#: The active trained router's trade-off JSON (``bandit.tradeoff.Tradeoff.to_json`` shape), or
+#: None without one. Unset: the dashboard treats it as None.
+TradeoffSource = Callable[[], dict[str, object] | None]
+TRADEOFF: web.AppKey[TradeoffSource] = web.AppKey("tradeoff")
