@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test browser bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,15 @@ demo: $(STAMP)
 	$(BIN)/switchyard demo
 
 ## Run the test suite (what CI runs).
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 -q
+
+## Debian's Chromium for the dashboard's browser tests (they skip, saying why, without it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || ( \
+	  (apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	   (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)) \
+	  || echo "chromium could not be installed: the browser tests will be skipped" )
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
