@@ -211,6 +211,16 @@ def _live_score(arm: Arm, weights: tuple[float, float, float, float], tokens_in:
     return -(c * price + t * ttft_ms + i * itl_ms)
 
 
+def config_of(params: JsonDict, policy: str) -> BanditConfig:
+    """The ``BanditConfig`` in a checkpoint's parameters (``ModelStateError`` without one)."""
+    config = params.get("config")
+    if isinstance(config, BanditConfig):
+        return config
+    if isinstance(config, dict):
+        return BanditConfig.model_validate(config)
+    raise ModelStateError(f"{policy} checkpoint without a config")
+
+
 class Policy(ABC):
     """Base class: ``pull`` decides and logs, ``update`` learns, ``_pull`` is the hook."""
 
@@ -506,13 +516,7 @@ class VWPolicy(Policy):
 
     @classmethod
     def _from_params(cls, params: JsonDict, payload: bytes) -> Policy:
-        config = params.get("config")
-        if isinstance(config, BanditConfig):
-            cfg = config
-        elif isinstance(config, dict):
-            cfg = BanditConfig.model_validate(config)
-        else:
-            raise ModelStateError("VWPolicy checkpoint without a config")
+        cfg = config_of(params, cls.__name__)
         if not payload:
             raise ModelStateError("VWPolicy checkpoint without a model")
         return cls(cfg, _model=VWModel.from_bytes(cfg.vw_args, payload))

@@ -36,7 +36,7 @@ from bandit.checkpoint import JsonDict
 from bandit.config import BanditConfig, PolicyKind
 from bandit.errors import ModelStateError
 from bandit.features import Arm
-from bandit.policy import Policy, RouteContext, VWPolicy, epsilon_greedy
+from bandit.policy import Policy, RouteContext, VWPolicy, config_of, epsilon_greedy
 from bandit.quality import QualityConfig, QualityModel
 from bandit.reward import Reward, expected_reward
 from warehouse.models import Decision
@@ -96,13 +96,7 @@ class TrainedPolicy(Policy):
 
     @classmethod
     def _from_params(cls, params: JsonDict, payload: bytes) -> Policy:
-        config = params.get("config")
-        if isinstance(config, BanditConfig):
-            cfg = config
-        elif isinstance(config, dict):
-            cfg = BanditConfig.model_validate(config)
-        else:
-            raise ModelStateError("TrainedPolicy checkpoint without a config")
+        cfg = config_of(params, cls.__name__)
         if not payload:
             raise ModelStateError("TrainedPolicy checkpoint without a quality model")
         return cls(cfg, quality=QualityModel.from_bytes(payload),

@@ -51,7 +51,29 @@ def _check_lines(shared: str, actions: Sequence[str]) -> None:
         raise ValueError("an example line must not contain a newline")
 
 
-class VWModel:
+class _Locked:
+    """What both workspaces share: the lock every call holds, and closing exactly once."""
+
+    _ws: vowpalwabbit.Workspace
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closed = False
+        self.learned = 0
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ModelStateError("the VW model is closed")
+
+    def close(self) -> None:
+        """Finish the Workspace (idempotent)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._ws.finish()
+
+
+class VWModel(_Locked):
     """One ``--cb_explore_adf`` Workspace behind a lock.
 
     >>> m = VWModel("--cb_explore_adf --epsilon 0.1 --quiet")
@@ -65,8 +87,8 @@ class VWModel:
     def __init__(self, args: str, *, model_path: Path | None = None) -> None:
         if "--cb_explore_adf" not in args.split() and model_path is None:
             raise ValueError("VWModel needs --cb_explore_adf in its arguments")
+        super().__init__()
         self.args = args
-        self._lock = threading.Lock()
         try:
             if model_path is None:
                 self._ws = vowpalwabbit.Workspace(args)
@@ -74,8 +96,6 @@ class VWModel:
                 self._ws = vowpalwabbit.Workspace(f"-i {model_path} --quiet")
         except RuntimeError as exc:
             raise ModelStateError(f"VW could not start with {args!r}: {exc}") from exc
-        self._closed = False
-        self.learned = 0
 
     @contextmanager
     def _parsed(self, text: str, n_actions: int) -> Iterator[list[vowpalwabbit.pyvw.Example]]:
@@ -159,17 +179,6 @@ class VWModel:
             return str(self._ws.json_weights())
 
     # -- lifecycle -----------------------------------------------------------------------
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ModelStateError("the VW model is closed")
-
-    def close(self) -> None:
-        """Finish the Workspace (idempotent)."""
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._ws.finish()
-
     def __enter__(self) -> VWModel:
         return self
 
@@ -177,7 +186,7 @@ class VWModel:
         self.close()
 
 
-class VWRegressor:
+class VWRegressor(_Locked):
     """One scalar-label Workspace (e.g. logistic regression) behind a lock: ``learn`` takes
     ``label weight |ns features`` lines, ``predict`` the same without the label.
 
@@ -193,8 +202,8 @@ class VWRegressor:
     def __init__(self, args: str, *, model: bytes | None = None) -> None:
         if "--cb_explore_adf" in args.split():
             raise ValueError("VWRegressor takes scalar labels; use VWModel for --cb_explore_adf")
+        super().__init__()
         self.args = args
-        self._lock = threading.Lock()
         try:
             if model is None:
                 self._ws = vowpalwabbit.Workspace(args)
@@ -205,8 +214,6 @@ class VWRegressor:
                     self._ws = vowpalwabbit.Workspace(f"-i {path} --quiet")
         except RuntimeError as exc:
             raise ModelStateError(f"VW could not start with {args!r}: {exc}") from exc
-        self._closed = False
-        self.learned = 0
 
     @staticmethod
     def _check(line: str) -> None:
@@ -240,14 +247,3 @@ class VWRegressor:
                 self._check_open()
                 self._ws.save(str(path))
             return path.read_bytes()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ModelStateError("the VW model is closed")
-
-    def close(self) -> None:
-        """Finish the Workspace (idempotent)."""
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._ws.finish()

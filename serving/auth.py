@@ -143,6 +143,17 @@ class RateLimiter:
 PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 
 
+def enforce_rate_limit(limiter: RateLimiter, name: str) -> None:
+    """Take one request from ``name``'s budget; ``TooManyRequests`` (429) when it is spent."""
+    wait_s = limiter.take(name)
+    if wait_s > 0:
+        raise TooManyRequests(
+            f"rate limit of {limiter.rate:g} requests/s exceeded for {name!r}; "
+            f"retry in {math.ceil(wait_s)} s",
+            retry_after_s=wait_s,
+        )
+
+
 def auth_middleware(
     authenticator: Authenticator,
     limiter: RateLimiter,
@@ -159,13 +170,7 @@ def auth_middleware(
             request.headers.get("Authorization"), access, request.remote or "unknown"
         )
         assert principal is not None  # noqa: S101 - non-public access always yields one
-        wait_s = limiter.take(principal.name)
-        if wait_s > 0:
-            raise TooManyRequests(
-                f"rate limit of {limiter.rate:g} requests/s exceeded for {principal.name!r}; "
-                f"retry in {math.ceil(wait_s)} s",
-                retry_after_s=wait_s,
-            )
+        enforce_rate_limit(limiter, principal.name)
         request[PRINCIPAL_KEY] = principal
         return await handler(request)
 

@@ -34,7 +34,6 @@ import functools
 import gzip
 import hashlib
 import json
-import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -43,8 +42,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from serving.auth import PRINCIPAL_KEY, Access
-from serving.errors import BadRequest, TooManyRequests, Unauthorized
+from serving.auth import PRINCIPAL_KEY, Access, enforce_rate_limit
+from serving.errors import BadRequest, Unauthorized
 from serving.routes import RouteSpec, find_decision
 from serving.state import (
     AUTH,
@@ -118,14 +117,7 @@ def guard(request: web.Request) -> None:
     except Unauthorized as exc:
         raise Unauthorized(str(exc), headers={"WWW-Authenticate": REALM}) from None
     assert principal is not None  # noqa: S101 - non-public access always yields one
-    limiter = app[LIMITER]
-    wait_s = limiter.take(principal.name)
-    if wait_s > 0:
-        raise TooManyRequests(
-            f"rate limit of {limiter.rate:g} requests/s exceeded for {principal.name!r}; "
-            f"retry in {math.ceil(wait_s)} s",
-            retry_after_s=wait_s,
-        )
+    enforce_rate_limit(app[LIMITER], principal.name)
     request[PRINCIPAL_KEY] = principal
 
 
