@@ -337,8 +337,9 @@ class Arm:
     logged: Mapping[str, Value]  # the features under ``a.<endpoint id>.`` keys
     # (price_in, price_out, ttft_p50 or None, itl_p50 or None) for quick ranking
     figures: tuple[float, float, float | None, float | None] = field(default=(0.0, 0.0, None, None))
-    # ``logged`` as JSON members without braces, made once per arm (see ``LoggedContext``)
-    logged_json: str = ""
+    # ``logged`` as JSON members without braces, made once per arm when first logged (on
+    # the warehouse writer's thread; see ``LoggedContext``)
+    _json: list[str] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def build(cls, endpoint_id: str, features: Mapping[str, Value]) -> Arm:
@@ -351,8 +352,13 @@ class Arm:
 
         figures = (num("price_in") or 0.0, num("price_out") or 0.0, num("ttft_p50"),
                    num("itl_p50"))
-        return cls(endpoint_id, features, action_line(endpoint_id, features), logged, figures,
-                   _members(logged))
+        return cls(endpoint_id, features, action_line(endpoint_id, features), logged, figures)
+
+    @property
+    def logged_json(self) -> str:
+        if not self._json:
+            self._json.append(_members(self.logged))  # same text if two threads race here
+        return self._json[0]
 
 
 def _members(mapping: Mapping[str, Value]) -> str:
@@ -360,28 +366,29 @@ def _members(mapping: Mapping[str, Value]) -> str:
 
 
 class LoggedContext(dict[str, Value]):
-    """A decision's flattened context that also knows its JSON text cheaply: the request's
-    own features are encoded per decision, each candidate's from the fragment its ``Arm``
-    made once (arms are reused while their live stats stand), instead of re-encoding some
-    250 numbers per decision on the warehouse writer's thread."""
+    """A decision's flattened context that also knows its JSON text cheaply. Nothing is
+    encoded while routing: ``json_text`` (called by the warehouse writer) encodes the request's
+    own features and takes each candidate's fragment from its ``Arm``, which encodes it once
+    (arms are reused while their live stats stand), instead of re-encoding some 250 numbers
+    per decision."""
 
-    __slots__ = ("_fragments", "_size")
+    __slots__ = ("_arms", "_features", "_size")
 
     def __init__(self, features: Mapping[str, Value], arms: Sequence[Arm]) -> None:
         super().__init__(features)
-        fragments = [_members(features)] if features else []
         for arm in arms:
             self.update(arm.logged)
-            if arm.logged:
-                fragments.append(arm.logged_json or _members(arm.logged))
-        self._fragments = fragments
+        self._features = features  # both encoded when the text is asked for (on the writer)
+        self._arms = arms
         self._size = len(self)
 
     def json_text(self) -> str:
         """The mapping as compact JSON (re-encoded whole if it changed since it was made)."""
         if len(self) != self._size:
             return json.dumps(dict(self), separators=(",", ":"))
-        return "{" + ",".join(self._fragments) + "}"
+        parts = [_members(self._features)] if self._features else []
+        parts += [arm.logged_json for arm in self._arms if arm.logged]
+        return "{" + ",".join(parts) + "}"
 
 
 class ArmCache:
