@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import datetime
@@ -365,30 +365,51 @@ def _members(mapping: Mapping[str, Value]) -> str:
     return json.dumps(mapping, separators=(",", ":"))[1:-1]
 
 
-class LoggedContext(dict[str, Value]):
-    """A decision's flattened context that also knows its JSON text cheaply. Nothing is
-    encoded while routing: ``json_text`` (called by the warehouse writer) encodes the request's
-    own features and takes each candidate's fragment from its ``Arm``, which encodes it once
-    (arms are reused while their live stats stand), instead of re-encoding some 250 numbers
-    per decision."""
+class LoggedContext(Mapping[str, Value]):
+    """A decision's flattened context (``p.*``, ``r.*`` and ``a.<endpoint id>.*`` keys),
+    kept cheap for a router deciding a thousand times a second.
 
-    __slots__ = ("_arms", "_features", "_size")
+    It holds the request's features as they are and each candidate's logged features as the
+    JSON fragment its ``Arm`` made once (arms are reused while their live stats stand): plain
+    strings and numbers, which Python's garbage collector stops tracking. ``json_text`` (the
+    warehouse writer's) joins them without encoding the candidates again; reading a key
+    (learning, evaluation, the dashboard) decodes the candidates once. A merged 250-key dict
+    per decision, held while the decision waits an hour for its feedback, made full
+    collections take 400 ms at 1,000 decisions/s.
+    """
+
+    __slots__ = ("_features", "_fragments", "_merged")
 
     def __init__(self, features: Mapping[str, Value], arms: Sequence[Arm]) -> None:
-        super().__init__(features)
-        for arm in arms:
-            self.update(arm.logged)
-        self._features = features  # both encoded when the text is asked for (on the writer)
-        self._arms = arms
-        self._size = len(self)
+        self._features = features
+        self._fragments = tuple(arm.logged_json for arm in arms if arm.logged)
+        self._merged: dict[str, Value] | None = None
+
+    def _dict(self) -> dict[str, Value]:
+        merged = self._merged
+        if merged is None:
+            merged = dict(self._features)
+            if self._fragments:
+                merged.update(json.loads("{" + ",".join(self._fragments) + "}"))
+            self._merged = merged
+        return merged
+
+    def __getitem__(self, key: str) -> Value:
+        return self._dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+    def __repr__(self) -> str:
+        return f"LoggedContext({self._dict()!r})"
 
     def json_text(self) -> str:
-        """The mapping as compact JSON (re-encoded whole if it changed since it was made)."""
-        if len(self) != self._size:
-            return json.dumps(dict(self), separators=(",", ":"))
+        """The mapping as compact JSON."""
         parts = [_members(self._features)] if self._features else []
-        parts += [arm.logged_json for arm in self._arms if arm.logged]
-        return "{" + ",".join(parts) + "}"
+        return "{" + ",".join([*parts, *self._fragments]) + "}"
 
 
 class ArmCache:

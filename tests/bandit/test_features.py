@@ -126,15 +126,25 @@ def test_arms_rebuild_exactly_from_the_logged_context() -> None:
 
 
 def test_logged_context_json_is_the_mapping_itself() -> None:
+    import gc
     import json
+
+    import pytest
 
     from bandit.features import Arm, LoggedContext
 
     arms = [Arm.build(e, {"model": e[:1], "provider": "p", "price_in": 1.25, "ttft_p50": 87.5})
             for e in ("a@p", "b@p")]
     ctx = LoggedContext({"p.words": 'say "hi"', "p.tokens": 3.0}, arms)
-    assert json.loads(ctx.json_text()) == dict(ctx)
     assert ctx["a.b@p.ttft_p50"] == 87.5 and len(ctx) == 2 + 2 * 4
-    ctx["p.extra"] = 1.0  # changed after it was made: encoded whole, still right
+    assert ctx.get("a.a@p.model") == "a" and ctx.get("nope") is None
     assert json.loads(ctx.json_text()) == dict(ctx)
+    assert ctx.json_text() == LoggedContext({"p.words": 'say "hi"', "p.tokens": 3.0}, arms).json_text()
+    with pytest.raises(TypeError):
+        ctx["p.extra"] = 1.0  # type: ignore[index]
     assert json.loads(LoggedContext({}, []).json_text()) == {}
+    # what a pending decision keeps is plain data the garbage collector stops walking
+    fresh = LoggedContext({"p.tokens": 3.0}, arms)
+    fresh.json_text()
+    gc.collect()
+    assert not any(gc.is_tracked(o) for o in gc.get_referents(fresh) if not isinstance(o, type))
