@@ -317,8 +317,10 @@ class Policy(ABC):
     def _restore(self, state: JsonDict, payload: bytes) -> None:
         return None
 
-    def save(self, path: Path, extra: JsonDict | None = None) -> None:
-        """Write parameters, learned state and random state atomically to ``path``."""
+    def snapshot(self, extra: JsonDict | None = None) -> tuple[JsonDict, bytes]:
+        """Parameters, learned state and random state as a checkpoint's header and payload
+        (in memory: ``save`` writes them; a service takes the snapshot under its lock and
+        writes it after releasing the lock)."""
         state, payload = self._state()
         version, internal, gauss = self._rng.getstate()
         header: JsonDict = {
@@ -328,7 +330,11 @@ class Policy(ABC):
             "state": state,
             "extra": extra or {},
         }
-        write_checkpoint(path, header, payload)
+        return header, payload
+
+    def save(self, path: Path, extra: JsonDict | None = None) -> None:
+        """Write parameters, learned state and random state atomically to ``path``."""
+        write_checkpoint(path, *self.snapshot(extra))
 
     @staticmethod
     def load(path: Path, **overrides: object) -> Policy:
@@ -469,7 +475,7 @@ class VWPolicy(Policy):
         self.invalid_predictions = 0
         # event id -> (shared line, action lines) of recent decisions: learning them skips
         # rebuilding the example from the logged context (identical text, tested)
-        self._recent: OrderedDict[str, tuple[str, list[str]]] = OrderedDict()
+        self._recent: OrderedDict[str, tuple[str, tuple[str, ...]]] = OrderedDict()
         self._digest = hashlib.blake2b(config.vw_args.encode(), digest_size=4).hexdigest()
 
     @property
@@ -492,7 +498,7 @@ class VWPolicy(Policy):
         return pmf
 
     def _remember(self, event_id: str, context: RouteContext, arms: Sequence[Arm]) -> None:
-        self._recent[event_id] = (context.line, [a.line for a in arms])
+        self._recent[event_id] = (context.line, tuple(a.line for a in arms))  # untracked by gc
         if len(self._recent) > RECENT_EXAMPLES:
             self._recent.popitem(last=False)
 
@@ -501,10 +507,11 @@ class VWPolicy(Policy):
         if cached is None:
             context = RouteContext.from_decision(decision)
             arms = arms_from_context(decision.context, decision.candidates)
-            cached = (context.line, [a.line for a in arms])
+            cached = (context.line, tuple(a.line for a in arms))
         self._learn(cached[0], cached[1], decision, reward)
 
-    def _learn(self, shared: str, actions: list[str], decision: Decision, reward: Reward) -> None:
+    def _learn(self, shared: str, actions: Sequence[str], decision: Decision,
+               reward: Reward) -> None:
         target = labelled_action(decision)
         k = decision.candidates.index(target)
         prob = 1.0 if target != decision.chosen else decision.chosen_prob

@@ -36,6 +36,7 @@ from pathlib import Path
 from bandit.config import BanditConfig, PastWindowPolicy
 from bandit.constraints import Limits, LiveStatsSource, screen
 from bandit.errors import FeedbackWindowError, UnknownEventError
+from bandit.checkpoint import write_checkpoint
 from bandit.features import ArmCache
 from bandit.policy import Policy, RouteContext, VWPolicy
 from bandit.trained import TrainedPolicy, make_policy
@@ -113,6 +114,7 @@ class RouterService:
         self.quality = QualityMeans()
         self._window = timedelta(seconds=config.feedback_window_s)
         self._lock = threading.RLock()
+        self._checkpointing = threading.Lock()
         self._arms = ArmCache()
         self._pending: dict[str, _Pending] = {}
         # settled event id -> (created_at, had feedback, labelled endpoint)
@@ -306,13 +308,25 @@ class RouterService:
         now = now or self.clock()
         count = 0
         with self._lock:
-            for pending in list(self._pending.values()):
+            # pending events are kept in the order they were decided: stop at the first one
+            # still inside its window instead of walking every pending event under the lock
+            expired = []
+            for pending in self._pending.values():
                 if now - pending.decision.created_at <= self._window:
-                    continue
+                    break
+                expired.append(pending)
+            for pending in expired:
                 self._settle_expired(pending)
                 count += 1
+            # settled events are kept in the order they settled, which follows the order they
+            # were decided to within one window: prune from the front, stop at the first young one
             horizon = now - 2 * self._window
-            for event_id in [k for k, v in self._settled.items() if v[0] < horizon]:
+            old = []
+            for event_id, (created_at, _, _) in self._settled.items():
+                if created_at >= horizon:
+                    break
+                old.append(event_id)
+            for event_id in old:
                 del self._settled[event_id]
         return count
 
@@ -324,18 +338,28 @@ class RouterService:
     def checkpoint(self) -> Path:
         """Save the policy atomically, then mark what it learned in the warehouse."""
         path = self.config.checkpoint_path
-        with self._lock:
-            ids = list(self._since_checkpoint)
-            oldest = min((p.decision.created_at for p in self._pending.values()), default=None)
-            extra: dict[str, object] = {
-                "learned_ids": ids,
-                "oldest_pending_at": (oldest or self.clock()).isoformat(),
-                "quality": self.quality.to_dict(),
-            }
-            self.policy.save(path, extra=extra)
-            self._since_checkpoint = []
-        if ids:
-            self.warehouse.mark_learned(ids)
+        # one checkpoint at a time (a newer snapshot is never overwritten by an older one);
+        # routing waits only for the in-memory snapshot, not for the fsync'ed file
+        with self._checkpointing:
+            with self._lock:
+                ids = list(self._since_checkpoint)
+                first = next(iter(self._pending.values()), None)  # decided first: the oldest
+                oldest = first.decision.created_at if first is not None else None
+                extra: dict[str, object] = {
+                    "learned_ids": ids,
+                    "oldest_pending_at": (oldest or self.clock()).isoformat(),
+                    "quality": self.quality.to_dict(),
+                }
+                header, payload = self.policy.snapshot(extra)
+                self._since_checkpoint = []
+            try:
+                write_checkpoint(path, header, payload)
+            except BaseException:
+                with self._lock:  # not saved: the next checkpoint must list them again
+                    self._since_checkpoint[:0] = ids
+                raise
+            if ids:
+                self.warehouse.mark_learned(ids)
         self.warehouse.flush()
         return path
 

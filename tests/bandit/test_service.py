@@ -289,3 +289,35 @@ async def test_async_lifecycle(tmp_path: Path, warehouse: Warehouse, clock: Cloc
     assert svc.config.checkpoint_path.exists()
     warehouse.flush()
     assert warehouse.query("SELECT event_id FROM learned") == [(res.decision.event_id,)]
+
+
+def test_expire_settles_exactly_the_events_past_their_window(tmp_path: Path, warehouse: Warehouse,
+                                                             clock: Clock) -> None:
+    svc = _service(tmp_path, warehouse, clock)  # window 600 s
+    ids = []
+    for k in range(5):
+        ids.append(svc.route(RouteRequest(prompt=f"question {k}?")).decision.event_id)
+        clock.advance(100)
+    clock.advance(600 - 500 + 150)  # the first two are past 600 s, the rest are not
+    assert svc.expire() == 2 and svc.pending_count == 3
+    assert svc.expire() == 0
+    clock.advance(300)
+    assert svc.expire() == 3 and svc.pending_count == 0
+    assert _learned(svc) == 5
+    svc.policy.close()
+
+
+def test_a_failed_checkpoint_keeps_its_learned_ids_for_the_next(tmp_path: Path,
+                                                                warehouse: Warehouse,
+                                                                clock: Clock) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the checkpoint's folder should be")
+    svc = _service(tmp_path, warehouse, clock, checkpoint_path=blocker / "bandit.ckpt")
+    d = svc.route(RouteRequest(prompt="Keep me?")).decision
+    svc.record_feedback(Feedback(event_id=d.event_id, score=1.0))
+    with pytest.raises(OSError):
+        svc.checkpoint()
+    blocker.unlink()
+    path = svc.checkpoint()  # the folder can be made now
+    assert d.event_id in Policy.read_extra(path)["learned_ids"]  # type: ignore[operator]
+    svc.policy.close()
