@@ -37,6 +37,8 @@ DEFAULT_MAX_COOLDOWN_S = 300.0
 DEFAULT_FAILURE_COOLDOWN_S = 5.0
 DEFAULT_MAX_ATTEMPTS = 4
 DEFAULT_GIL_SWITCH_INTERVAL_S = 0.0005
+DEFAULT_GC_FREEZE_INTERVAL_S = 5.0
+DEFAULT_GC_FULL_COLLECT_INTERVAL_S = 900.0
 MIN_TOKEN_CHARS = 16
 
 
@@ -170,11 +172,25 @@ class ServingSettings(CollectorSettings):
         "0.005): shorter keeps the event loop answering while the warehouse writer and the "
         "model thread work.",
     )
+    gc_freeze_interval_s: float = Field(
+        default=DEFAULT_GC_FREEZE_INTERVAL_S,
+        ge=0,
+        description="In `switchyard up`, move long-lived objects (decisions awaiting feedback) "
+        "out of Python's garbage collections this often (gc.freeze); 0 turns it off.",
+    )
+    gc_full_collect_interval_s: float = Field(
+        default=DEFAULT_GC_FULL_COLLECT_INTERVAL_S,
+        gt=0,
+        description="With gc_freeze_interval_s: unfreeze and collect everything this often, "
+        "reclaiming reference cycles that were frozen while alive.",
+    )
     proxy: ProxyConfig = Field(default_factory=ProxyConfig, description="The proxy.")
     bandit: BanditConfig = Field(default_factory=BanditConfig, description="The router model.")
 
     @model_validator(mode="after")
     def _check(self) -> ServingSettings:
+        if 0 < self.gc_full_collect_interval_s < self.gc_freeze_interval_s:
+            raise ValueError("gc_full_collect_interval_s must be >= gc_freeze_interval_s")
         names = [t.name for t in self.tokens]
         if len(set(names)) != len(names):
             raise ValueError("tokens: names must be unique")

@@ -27,6 +27,7 @@ from collector.schedule import Collector
 from collector.settings import load_secrets
 from serving.app import create_app
 from serving.bandit_router import BanditRouter
+from serving.gc_freeze import GcFreezer
 from serving.metrics import Metrics
 from serving.proxy import Cooldowns
 from serving.settings import ServingSettings
@@ -48,10 +49,18 @@ async def run_up(
     stop = stop or asyncio.Event()
     previous_switch = sys.getswitchinterval()
     sys.setswitchinterval(settings.gil_switch_interval_s)
+    freezer: asyncio.Task[None] | None = None
+    if settings.gc_freeze_interval_s > 0:
+        gc_freezer = GcFreezer(settings.gc_freeze_interval_s, settings.gc_full_collect_interval_s)
+        freezer = asyncio.create_task(gc_freezer.run(), name="gc-freeze")
     try:
         return await _run(settings, stop, out)
     finally:
         sys.setswitchinterval(previous_switch)
+        if freezer is not None:
+            freezer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await freezer
 
 
 async def _run(settings: ServingSettings, stop: asyncio.Event, out: TextIO) -> int:
