@@ -30,12 +30,12 @@ same decisions as the saved one would have).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import math
-import random
-import base64
 import os
+import random
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -144,7 +144,6 @@ class _EventIds:
             raw = self._pool[self._at : self._at + self.SIZE]
             self._at += self.SIZE
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
 
     def reset(self) -> None:
         """Drop the pool (a forked child must not hand out its parent's ids)."""
