@@ -116,6 +116,30 @@ def blended_price(price_in: float, price_out: float, tokens_in: int, tokens_out:
     return (tokens_in * price_in + tokens_out * price_out) / total
 
 
+def reward_value(objective: Objective, quality: float, price_per_mtok: float, ttft_ms: float,
+                 itl_ms: float) -> float:
+    """R = q * Q - c * P - t * TTFT - i * ITL (higher is better)."""
+    q, c, t, i = objective.weights
+    return q * quality - c * price_per_mtok - t * ttft_ms - i * itl_ms
+
+
+def _reward(objective: Objective, quality: float, price: float, ttft: float, itl: float, *,
+            measured: bool, has_feedback: bool) -> Reward:
+    """The reward and the cost VW learns: ``-R / S``, clipped (see the module docstring)."""
+    value = reward_value(objective, quality, price, ttft, itl)
+    scale = reward_scale(*objective.weights) or 1.0
+    return Reward(
+        value=value,
+        cost=min(COST_CLIP, max(-COST_CLIP, -value / scale)),
+        quality=quality,
+        price_per_mtok=price,
+        ttft_ms=ttft,
+        itl_ms=itl,
+        measured=measured,
+        has_feedback=has_feedback,
+    )
+
+
 def compute_reward(
     decision: Decision,
     objective: Objective,
@@ -167,20 +191,8 @@ def compute_reward(
         else:
             itl = f32(itl_raw)
 
-    q, c, t, i = objective.weights
-    value = q * quality - c * price - t * ttft - i * itl
-    scale = reward_scale(q, c, t, i) or 1.0
-    cost = min(COST_CLIP, max(-COST_CLIP, -value / scale))
-    return Reward(
-        value=value,
-        cost=cost,
-        quality=quality,
-        price_per_mtok=price,
-        ttft_ms=ttft,
-        itl_ms=itl,
-        measured=measured,
-        has_feedback=feedback_score is not None,
-    )
+    return _reward(objective, quality, price, ttft, itl, measured=measured,
+                   has_feedback=feedback_score is not None)
 
 
 def expected_reward(
@@ -205,16 +217,4 @@ def expected_reward(
     itl = num("itl_p50")
     ttft = config.unknown_ttft_ms if ttft is None else ttft
     itl = config.unknown_itl_ms if itl is None else itl
-    q, c, t, i = objective.weights
-    value = q * quality - c * price - t * ttft - i * itl
-    scale = reward_scale(q, c, t, i) or 1.0
-    return Reward(
-        value=value,
-        cost=min(COST_CLIP, max(-COST_CLIP, -value / scale)),
-        quality=quality,
-        price_per_mtok=price,
-        ttft_ms=ttft,
-        itl_ms=itl,
-        measured=False,
-        has_feedback=False,
-    )
+    return _reward(objective, quality, price, ttft, itl, measured=False, has_feedback=False)

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bandit.features import Value
 from bandit.quality import QualityModel
-from bandit.reward import blended_price
+from bandit.reward import blended_price, reward_value
 from bandit.router_string import Objective, format_router
 
 DEFAULT_STARS = 24  # router configurations per axis
@@ -96,12 +96,11 @@ class Tradeoff:
 def choose(quality: Mapping[str, float], facts: Mapping[str, EndpointFacts],
            objective: Objective, tokens_in: int, tokens_out: int) -> str:
     """The endpoint with the highest expected reward (ties: the first id in sorted order)."""
-    q, c, t, i = objective.weights
     best, best_value = "", -math.inf
     for endpoint in sorted(quality):
         f = facts[endpoint]
         price = blended_price(f.price_in_per_mtok, f.price_out_per_mtok, tokens_in, tokens_out)
-        value = q * quality[endpoint] - c * price - t * f.ttft_ms - i * f.itl_ms
+        value = reward_value(objective, quality[endpoint], price, f.ttft_ms, f.itl_ms)
         if value > best_value:
             best, best_value = endpoint, value
     return best
@@ -183,8 +182,7 @@ def _mark_frontier(points: list[Point], dots: Sequence[Point], axis: str) -> lis
             and (o.quality > p.quality or x(o) < x(p))
             for o in everyone
         )
-        marked.append(Point(p.label, p.quality, p.cost_per_1k, p.ttft_ms, p.shares, p.axis,
-                            not dominated))
+        marked.append(replace(p, frontier=not dominated))
     return marked
 
 

@@ -33,7 +33,7 @@ from bandit.errors import ModelStateError
 from serving.auth import Access
 from serving.bandit_router import BanditRouter
 from serving.errors import Conflict, NotFound, Unprocessable
-from serving.routes import RouteSpec, read_json
+from serving.routes import RouteSpec, json_response, read_json
 from serving.state import ROUTER, WAREHOUSE
 from warehouse.store import Warehouse, open_read_only
 from warehouse.training import RouterModelInfo, TrainingStore, TrainingStoreError
@@ -177,23 +177,19 @@ def _read_model(path: Path, model_id: str | None) -> tuple[str, bytes, str | Non
 SWITCHER = web.AppKey("model_switcher", ModelSwitcher)
 
 
-def _json(obj: object) -> web.Response:
-    return web.json_response(obj, dumps=lambda o: json.dumps(o, separators=(",", ":")))
-
-
 async def list_models(request: web.Request) -> web.StreamResponse:
     switcher = request.app[SWITCHER]
     infos = await asyncio.to_thread(switcher.store.list_models)
     active = next((i.model_id for i in infos if i.active), None)
     routing = switcher.router.trained_model_id if switcher.router is not None else None
-    return _json({"ok": True, "active": active, "routing": routing,
+    return json_response({"ok": True, "active": active, "routing": routing,
                   "models": [_describe(i) for i in infos]})
 
 
 async def activate(request: web.Request) -> web.StreamResponse:
     model_id = request.match_info["model_id"]
     version = await request.app[SWITCHER].activate(model_id)
-    return _json({"ok": True, "model_id": model_id, "model_version": version})
+    return json_response({"ok": True, "model_id": model_id, "model_version": version})
 
 
 async def import_model(request: web.Request) -> web.StreamResponse:
@@ -201,7 +197,7 @@ async def import_model(request: web.Request) -> web.StreamResponse:
     switcher = request.app[SWITCHER]
     new_id = await switcher.import_from(req.db, req.model_id)
     version = request.app[ROUTER].model_version
-    return _json({"ok": True, "model_id": new_id, "model_version": version})
+    return json_response({"ok": True, "model_id": new_id, "model_version": version})
 
 
 async def tradeoff(request: web.Request) -> web.StreamResponse:
@@ -227,7 +223,7 @@ async def tradeoff(request: web.Request) -> web.StreamResponse:
     info = next((i for i in infos if i.model_id == model_id), None)
     if info is None:
         raise NotFound(f"no router model {model_id!r}")
-    return _json({"ok": True, "model_id": model_id, "tradeoff": info.tradeoff})
+    return json_response({"ok": True, "model_id": model_id, "tradeoff": info.tradeoff})
 
 
 async def _switcher_ctx(app: web.Application) -> object:

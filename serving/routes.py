@@ -51,7 +51,8 @@ M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _json(obj: object, status: int = 200) -> web.Response:
+def json_response(obj: object, status: int = 200) -> web.Response:
+    """A compact JSON answer, as every route of the table sends."""
     return web.Response(
         body=json.dumps(obj, separators=(",", ":")).encode(),
         status=status,
@@ -118,7 +119,7 @@ async def route(request: web.Request) -> web.StreamResponse:
     app[METRICS].observe_decision(d.chosen)
     endpoints = router.endpoints
     expected = plan.expected.get(d.chosen)
-    return _json(
+    return json_response(
         {
             "ok": True,
             "event_id": d.event_id,
@@ -175,7 +176,7 @@ async def outcome(request: web.Request) -> web.StreamResponse:
     app[WAREHOUSE].add_probe(result)
     app[METRICS].observe_probe(result)
     await app[ROUTER].record_outcome(decision, result)
-    return _json(
+    return json_response(
         {"ok": True, "event_id": rep.event_id, "endpoint_id": endpoint_id,
          "outcome": result.outcome.value}
     )  # fmt: skip
@@ -199,7 +200,7 @@ async def feedback(request: web.Request) -> web.StreamResponse:
         run.feedback_in_flight.discard(fb.event_id)
     kind = (req.thumbs or "score") if accepted else "duplicate"
     app[METRICS].feedback.labels(kind).inc()
-    return _json(
+    return json_response(
         {"ok": True, "event_id": fb.event_id, "score": score, "duplicate": not accepted}
     )
 
@@ -228,11 +229,11 @@ async def endpoints(request: web.Request) -> web.StreamResponse:
                 "cooldown_s": cooldowns.get(eid),
             }
         )
-    return _json({"ok": True, "endpoints": views, "model_version": router.model_version})
+    return json_response({"ok": True, "endpoints": views, "model_version": router.model_version})
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    return _json({"ok": True, "uptime_s": time.monotonic() - request.app[RUN].started_at})
+    return json_response({"ok": True, "uptime_s": time.monotonic() - request.app[RUN].started_at})
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
@@ -240,7 +241,7 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     run = app[RUN]
     if not run.ready:
         raise NotReady(f"not ready: {run.not_ready_reason}", headers={"Retry-After": "1"})
-    return _json(
+    return json_response(
         {
             "ok": True,
             "ready": True,
@@ -259,7 +260,7 @@ async def checkpoint(request: web.Request) -> web.StreamResponse:
     app = request.app
     await app[ROUTER].checkpoint()
     await app[WAREHOUSE].aflush()
-    return _json({"ok": True, "model_version": app[ROUTER].model_version})
+    return json_response({"ok": True, "model_version": app[ROUTER].model_version})
 
 
 async def openapi(request: web.Request) -> web.StreamResponse:
