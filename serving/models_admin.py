@@ -111,8 +111,7 @@ class ModelSwitcher:
         except ModelStateError as exc:
             raise Unprocessable(f"model {model_id!r} cannot be loaded: {exc}") from None
         await asyncio.to_thread(self.store.activate, model_id)
-        infos = await asyncio.to_thread(self.store.list_models)
-        info = next((i for i in infos if i.model_id == model_id), None)
+        info = await asyncio.to_thread(self.store.model_info, model_id)
         self._tradeoff = dict(info.tradeoff) if info is not None and info.tradeoff else None
         log.info("routing with trained model %s (%s)", model_id, version)
         return version
@@ -217,10 +216,9 @@ async def tradeoff(request: web.Request) -> web.StreamResponse:
             return web.Response(text=page, content_type="text/html")
         if fmt != "json":
             raise Unprocessable(f"format: must be json, png or html, got {fmt!r}")
-        infos = await asyncio.to_thread(store.list_models)
+        info = await asyncio.to_thread(store.model_info, model_id)
     except TrainingStoreError as exc:
         raise NotFound(str(exc)) from None
-    info = next((i for i in infos if i.model_id == model_id), None)
     if info is None:
         raise NotFound(f"no router model {model_id!r}")
     return json_response({"ok": True, "model_id": model_id, "tradeoff": info.tradeoff})

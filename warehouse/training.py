@@ -317,6 +317,11 @@ class TrainingStore:
         found = self._models(where + "ORDER BY version DESC LIMIT 1", [kind] if kind else [])
         return found[0] if found else None
 
+    def model_info(self, model_id: str) -> RouterModelInfo | None:
+        """One stored model's description (``None`` when there is no such model)."""
+        found = self._models("WHERE model_id = ?", [model_id])
+        return found[0] if found else None
+
     def active_model(self) -> RouterModelInfo | None:
         found = self._models("WHERE active ORDER BY version DESC LIMIT 1", [])
         return found[0] if found else None

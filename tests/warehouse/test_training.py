@@ -197,3 +197,13 @@ def test_a_v3_file_is_migrated_to_v4_keeping_its_rows(tmp_path: Path) -> None:
         assert schema_version(con) == LATEST_VERSION
     finally:
         con.close()
+
+
+def test_model_info_is_one_model_or_none(tmp_path: Path) -> None:
+    with Warehouse(WarehouseConfig(path=tmp_path / "m.duckdb"), lake=False) as wh:
+        store = TrainingStore(wh)
+        first = store.save_model(run_id=None, kind="quality", model=b"one", tradeoff={"heldout": 3})
+        store.save_model(run_id=None, kind="quality", model=b"two")
+        info = store.model_info(first)
+        assert info is not None and info.model_id == first and info.tradeoff == {"heldout": 3}
+        assert store.model_info("quality-v99") is None
