@@ -108,8 +108,43 @@ DECISION_ARROW_SCHEMA = pa.schema(
 )
 
 
+ARMS_KEY = "a"
+
+
+def stored_context(ctx: Mapping[str, object]) -> dict[str, object]:
+    """A decision's flat context in the form the warehouse stores: the ``p.*`` and ``r.*``
+    keys as they are, and the candidates' ``a.<endpoint id>.<feature>`` keys nested as
+    ``"a": {endpoint id: {feature: value}}``, which names each endpoint once instead of once
+    per feature (a fifth of the bytes with 20 candidates). ``flat_context`` inverts it."""
+    out: dict[str, object] = {}
+    arms: dict[str, dict[str, object]] = {}
+    for key, value in ctx.items():
+        if key.startswith("a.") and "." in key[2:]:
+            endpoint_id, name = key[2:].rsplit(".", 1)  # endpoint ids may hold dots
+            arms.setdefault(endpoint_id, {})[name] = value
+        else:
+            out[key] = value
+    if arms:
+        out[ARMS_KEY] = arms
+    return out
+
+
+def flat_context(stored: Mapping[str, object]) -> dict[str, object]:
+    """The flat context (``a.<endpoint id>.<feature>`` keys) of a stored one; contexts
+    stored flat, as before the nested form, come back unchanged."""
+    out = {k: v for k, v in stored.items() if k != ARMS_KEY}
+    arms = stored.get(ARMS_KEY)
+    if isinstance(arms, Mapping):
+        for endpoint_id, feats in arms.items():
+            if isinstance(feats, Mapping):
+                for name, value in feats.items():
+                    out[f"a.{endpoint_id}.{name}"] = value
+    return out
+
+
 def decisions_to_arrow(rows: Sequence[Decision]) -> pa.Table:
-    """Decisions as an Arrow table; ``context`` becomes JSON text."""
+    """Decisions as an Arrow table; ``context`` becomes JSON text in its stored form
+    (``stored_context``)."""
     columns: dict[str, list[object]] = {f.name: [] for f in DECISION_ARROW_SCHEMA}
     for d in rows:
         for name, values in columns.items():
@@ -118,7 +153,8 @@ def decisions_to_arrow(rows: Sequence[Decision]) -> pa.Table:
                 # a context that carries its own JSON text (bandit.features.LoggedContext)
                 # saves re-encoding it here, on the writer thread
                 text = getattr(value, "json_text", None)
-                value = text() if text is not None else json.dumps(value, separators=(",", ":"))
+                value = (text() if text is not None
+                         else json.dumps(stored_context(value), separators=(",", ":")))
             elif isinstance(value, tuple):
                 value = list(value)
             values.append(value)
@@ -190,7 +226,7 @@ def decision_from_row(row: Mapping[str, object]) -> Decision:
     data = dict(row)
     context = data.get("context")
     if isinstance(context, str):
-        data["context"] = json.loads(context)
+        data["context"] = flat_context(json.loads(context))
     return Decision.model_validate(data)
 
 

@@ -138,7 +138,13 @@ def test_logged_context_json_is_the_mapping_itself() -> None:
     ctx = LoggedContext({"p.words": 'say "hi"', "p.tokens": 3.0}, arms)
     assert ctx["a.b@p.ttft_p50"] == 87.5 and len(ctx) == 2 + 2 * 4
     assert ctx.get("a.a@p.model") == "a" and ctx.get("nope") is None
-    assert json.loads(ctx.json_text()) == dict(ctx)
+    from warehouse.convert import flat_context, stored_context
+
+    stored = json.loads(ctx.json_text())
+    assert stored == stored_context(ctx)  # what the writer stores for a plain mapping too
+    assert stored["a"]["b@p"] == {"model": "b", "provider": "p", "price_in": 1.25,
+                                  "ttft_p50": 87.5}
+    assert flat_context(stored) == dict(ctx)
     assert ctx.json_text() == LoggedContext({"p.words": 'say "hi"', "p.tokens": 3.0}, arms).json_text()
     with pytest.raises(TypeError):
         ctx["p.extra"] = 1.0  # type: ignore[index]

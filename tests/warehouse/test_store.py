@@ -205,6 +205,26 @@ def test_decision_lookups_see_buffered_and_committed_rows(wh: Warehouse) -> None
     assert wh.query("SELECT count(*) FROM decisions") == [(1,)]
 
 
+def test_candidate_features_are_stored_nested_and_read_back_flat(wh: Warehouse) -> None:
+    flat = {"p.tokens": 12.0, "a.llama-3.1-8b@groq.ttft_p50": 95.5,
+            "a.llama-3.1-8b@groq.model": "llama-3.1-8b", "a.m@p.ttft_p50": 300.0}
+    d = decision(1).model_copy(update={"context": flat})
+    wh.add_decision(d)
+    wh.flush()
+    # SQL sees each candidate once, under "a" (endpoint ids may hold dots)
+    rows = wh.query("SELECT context->'a'->'llama-3.1-8b@groq'->>'ttft_p50', "
+                    "context->>'p.tokens' FROM decisions")
+    assert rows == [("95.5", "12.0")]
+    assert wh.get_decision(d.event_id) == d  # Python readers get the flat keys back
+    # rows stored flat (before the nested form) still read back as they were
+    old = decision(2).model_copy(update={"context": {"a.m@p.ttft_p50": 1.5}})
+    wh.submit(lambda con: con.execute(
+        "INSERT INTO decisions SELECT ?, ?, 'fast', ?, ['m@p', 'n@q'], [0.25, 0.75], 'n@q', "
+        "0.75, [], 'v7', false, NULL, 12, 256",
+        [old.event_id, old.created_at, '{"a.m@p.ttft_p50":1.5}'])).result()
+    assert wh.get_decision(old.event_id).context == {"a.m@p.ttft_p50": 1.5}
+
+
 def test_feedback_for_merges_buffer_and_table_in_time_order(wh: Warehouse) -> None:
     d = decision(2)
     wh.add_decision(d)
