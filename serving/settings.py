@@ -176,7 +176,8 @@ class ServingSettings(CollectorSettings):
         default=DEFAULT_GC_FREEZE_INTERVAL_S,
         ge=0,
         description="In `switchyard up`, move long-lived objects (decisions awaiting feedback) "
-        "out of Python's garbage collections this often (gc.freeze); 0 turns it off.",
+        "out of Python's garbage collections this often (gc.freeze), and collect only the "
+        "youngest generation automatically in between; 0 turns both off.",
     )
     gc_full_collect_interval_s: float = Field(
         default=DEFAULT_GC_FULL_COLLECT_INTERVAL_S,

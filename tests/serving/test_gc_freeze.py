@@ -54,13 +54,16 @@ def test_frozen_objects_leave_ordinary_collections() -> None:
 
 async def test_run_ticks_and_unfreezes_when_cancelled() -> None:
     freezer = GcFreezer(0.01, 3600.0)
+    before = gc.get_threshold()
     task = asyncio.create_task(freezer.run())
     await asyncio.sleep(0.1)
     assert freezer.freezes >= 2 and gc.get_freeze_count() > 0
+    # only the youngest generation is collected automatically while it runs
+    assert gc.get_threshold()[0] == before[0] and min(gc.get_threshold()[1:]) > 10**9
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
 
 
 def test_bad_intervals_are_refused() -> None:
