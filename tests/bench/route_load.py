@@ -11,7 +11,8 @@ stall on either side is counted, never hidden). Requests vary over a few prompts
 Prints progress, then as its LAST line one JSON object: ``rate_rps`` (responses per second
 achieved), ``p50_ms``, ``p99_ms``, ``p999_ms``, ``max_ms``, ``errors``, ``requests``,
 ``duration_s``, ``endpoints``, ``client_lag_p99_ms`` (how late the generator itself fired),
-``sidecar_cpu_us_per_request`` (CPU of the sidecar process, every thread, per request) and
+``sidecar_cpu_us_per_request`` (CPU of the sidecar process, every thread, per request),
+``sidecar_peak_rss_mb`` (its peak resident memory) and
 ``load_avg_1m`` before and after (other work on the machine shows up in every figure).
 Targets: p99 <= 5 ms, no errors, rate >= 990.
 """
@@ -76,6 +77,14 @@ def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process, all threads (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of a process in MiB (Linux /proc: VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
 
 
 def quantile(sorted_values: list[float], q: float) -> float:
@@ -169,10 +178,13 @@ def main() -> int:
                 cpu_before = process_cpu_s(sidecar.proc.pid)
                 result = asyncio.run(load(sidecar.url, sidecar.token, args.rate, args.duration))
                 cpu_s = process_cpu_s(sidecar.proc.pid) - cpu_before
+                peak_rss_mb = process_peak_rss_mb(sidecar.proc.pid)
     result["endpoints"] = args.endpoints
     result["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     # all of the sidecar's threads, warm-up included: what one request costs the machine
     result["sidecar_cpu_us_per_request"] = round(cpu_s / (result["requests"] + WARMUP_REQUESTS) * 1e6)
+    # what the sidecar held at its peak: decisions wait in memory for their feedback window
+    result["sidecar_peak_rss_mb"] = peak_rss_mb
     print(json.dumps(result))
     return 0
 
