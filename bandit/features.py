@@ -344,8 +344,8 @@ class Arm:
     logged: Mapping[str, Value]  # the features under ``a.<endpoint id>.`` keys
     # (price_in, price_out, ttft_p50 or None, itl_p50 or None) for quick ranking
     figures: tuple[float, float, float | None, float | None] = field(default=(0.0, 0.0, None, None))
-    # ``logged`` as JSON members without braces, made once per arm when first logged (on
-    # the warehouse writer's thread; see ``LoggedContext``)
+    # ``logged_json``, made once per arm when first logged (on the warehouse writer's
+    # thread; see ``LoggedContext``)
     _json: list[str] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod

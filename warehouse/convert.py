@@ -115,7 +115,8 @@ def stored_context(ctx: Mapping[str, object]) -> dict[str, object]:
     """A decision's flat context in the form the warehouse stores: the ``p.*`` and ``r.*``
     keys as they are, and the candidates' ``a.<endpoint id>.<feature>`` keys nested as
     ``"a": {endpoint id: {feature: value}}``, which names each endpoint once instead of once
-    per feature (a fifth of the bytes with 20 candidates). ``flat_context`` inverts it."""
+    per feature (with the live figures' rounding in ``bandit.features``, 4.9 KB instead of
+    11.7 KB per decision with 20 candidates). ``flat_context`` inverts it."""
     out: dict[str, object] = {}
     arms: dict[str, dict[str, object]] = {}
     for key, value in ctx.items():
