@@ -622,6 +622,36 @@ async def run_simulator(
         await runner.cleanup()
 
 
+def wait_ready(proc: subprocess.Popen[str], timeout_s: float) -> str | None:
+    """Wait for a child's ``READY <address>`` line on its stdout; the address, or ``None``
+    when it exited or stayed silent for ``timeout_s``."""
+    assert proc.stdout is not None  # noqa: S101
+    end = time.monotonic() + timeout_s
+    while (left := end - time.monotonic()) > 0:
+        ready, _, _ = select.select([proc.stdout], [], [], left)
+        if not ready:
+            break
+        line = proc.stdout.readline()
+        if line.startswith("READY "):
+            return line.split()[1]
+        if not line:  # exited
+            break
+    return None
+
+
+def stop_process(proc: subprocess.Popen[str], *, timeout_s: float) -> None:
+    """SIGTERM, up to ``timeout_s`` for the child to finish, then SIGKILL; closes its stdout."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
 class SimulatorProcess:
     """Run ``python -m collector.simulator`` in a subprocess (its own core) for a ``with`` block.
 
@@ -674,17 +704,9 @@ class SimulatorProcess:
         return self
 
     def _wait_ready(self, proc: subprocess.Popen[str]) -> str:
-        assert proc.stdout is not None  # noqa: S101
-        end = time.monotonic() + self.startup_timeout_s
-        while (left := end - time.monotonic()) > 0:
-            ready, _, _ = select.select([proc.stdout], [], [], left)
-            if not ready:
-                break
-            line = proc.stdout.readline()
-            if line.startswith("READY "):
-                return line.split()[1]
-            if not line:  # exited
-                break
+        url = wait_ready(proc, self.startup_timeout_s)
+        if url is not None:
+            return url
         log = (self._tmp / "stderr.log").read_text() if self._tmp else ""
         raise RuntimeError(f"simulator did not start within {self.startup_timeout_s}s: {log}")
 
@@ -696,15 +718,7 @@ class SimulatorProcess:
     ) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
-            if proc.stdout is not None:
-                proc.stdout.close()
+            stop_process(proc, timeout_s=5.0)
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import TracebackType
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from collector.simulator.app import stop_process, wait_ready  # noqa: E402
+
 TOKEN = "bench-token-0123456789abcdef"
 SCRIPT = (
     "import logging; from collector.settings import load_settings; "
@@ -81,16 +82,8 @@ class SidecarProcess:
             stderr=(self.work_dir / "sidecar.err").open("w"),
             text=True,
         )
-        assert self.proc.stdout is not None
-        end = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < end:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 1.0)
-            if ready:
-                line = self.proc.stdout.readline()
-                if line.startswith("READY "):
-                    return self
-                if not line:
-                    break
+        if wait_ready(self.proc, self.startup_timeout_s) is not None:
+            return self
         self.__exit__(None, None, None)
         err = (self.work_dir / "sidecar.err").read_text()[-3000:]
         raise RuntimeError(f"sidecar did not start: {err}")
@@ -102,14 +95,5 @@ class SidecarProcess:
         tb: TracebackType | None,
     ) -> None:
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        if proc is not None:
+            stop_process(proc, timeout_s=60.0)  # drain, checkpoint, flush
