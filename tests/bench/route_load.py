@@ -6,7 +6,8 @@ The sidecar runs as it is deployed, ``switchyard up`` in its own process, with a
 endpoints served by the provider simulator (another process) and the collector probing them in
 the background. This process is the load generator: open-loop, request ``i`` is due at
 ``t0 + i / rate`` and its latency runs from that due time to the end of its response (so a
-stall on either side is counted, never hidden). Requests vary over a few prompts and routers.
+stall on either side is counted, never hidden; the generator's own garbage collector is off
+while it measures, so it stalls less itself). Requests vary over a few prompts and routers.
 
 Prints progress, then as its LAST line one JSON object: ``rate_rps`` (responses per second
 achieved), ``p50_ms``, ``p99_ms``, ``p999_ms``, ``max_ms``, ``errors``, ``requests``,
@@ -121,10 +122,16 @@ async def load(url: str, token: str, rate: float, duration_s: float) -> dict[str
             await asyncio.gather(*(one(j, loop.time()) for j in range(WARMUP_BATCH)))
         latencies.clear()
         errors = 0
+        # The generator must not stall on its own garbage: a stall here counts as sidecar
+        # latency. With its collector on (and every finished task kept, as this file did
+        # until 2026-11-23), its full collections walked up to 60,000 tasks and added pauses
+        # of tens to hundreds of ms to p99. A minute of requests makes little cyclic garbage.
         gc.collect()
+        gc.freeze()
+        gc.disable()
 
         n = int(rate * duration_s)
-        tasks: list[asyncio.Task[None]] = []
+        in_flight: set[asyncio.Task[None]] = set()
         t0 = loop.time() + 0.05
         i = 0
         while i < n:
@@ -132,12 +139,16 @@ async def load(url: str, token: str, rate: float, duration_s: float) -> dict[str
             while i < n and t0 + i / rate <= now:
                 due = t0 + i / rate
                 lags.append(now - due)
-                tasks.append(asyncio.create_task(one(i, due)))
+                task = asyncio.create_task(one(i, due))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
                 i += 1
             if i < n:
                 await asyncio.sleep(max(0.0, t0 + i / rate - loop.time()))
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*in_flight)
         elapsed = loop.time() - t0
+        gc.enable()
+        gc.unfreeze()
     lat = sorted(latencies)
     lags.sort()
     return {
