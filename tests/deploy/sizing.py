@@ -170,7 +170,7 @@ def measure_process(
     db_bytes = tree_bytes(db) - empty_bytes
     lake_bytes = tree_bytes(work / "bench-lake")
     # load() also sends an unmeasured warm-up: CPU is divided by every request sent
-    sent = int(result["requests"]) + min(256, WARMUP_REQUESTS) + WARMUP_REQUESTS // 256 * 64
+    sent = int(result["requests"]) + WARMUP_REQUESTS
     cpu_per_request_s = (load_cpu - idle_cpu * wall / duration_s) / sent
     return {
         "rate_rps": result["rate_rps"],
