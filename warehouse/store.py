@@ -164,6 +164,7 @@ class Warehouse:
                 self._release()
                 raise WarehouseError(f"cannot open {self.path}: {exc}; {hint}") from exc
             try:
+                con.execute(f"SET threads = {int(self.config.threads)}")
                 migrate(con, now=self.now(), where=str(self.path))
                 self._rebuild_live(con)
                 self._read_root = con.cursor()

@@ -340,6 +340,17 @@ def test_timezone_is_utc_in_every_read(wh: Warehouse) -> None:
     assert started == datetime(2025, 3, 1, 23, 59, 59, tzinfo=UTC)
 
 
+def test_duckdb_threads_follow_the_config(tmp_path: Path) -> None:
+    # one by default: a batch write must not take the event loop's core in bursts
+    with Warehouse(config(tmp_path), lake=False) as w:
+        assert w.query("SELECT current_setting('threads')") == [(1,)]
+    three = config(tmp_path).model_copy(update={"threads": 3})
+    with Warehouse(three, lake=False) as w:
+        assert w.query("SELECT current_setting('threads')") == [(3,)]
+    with pytest.raises(ValueError, match="threads"):
+        WarehouseConfig(path=tmp_path / "x.duckdb", threads=0)
+
+
 def test_open_read_only_reads_a_closed_warehouse_and_cannot_write(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no DuckDB database"):
         open_read_only(tmp_path / "missing.duckdb")
