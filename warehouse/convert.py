@@ -156,29 +156,26 @@ def decisions_to_arrow(rows: Sequence[Decision]) -> pa.Table:
     """Decisions as an Arrow table; ``context`` becomes JSON text in its stored form
     (``stored_context``).
 
-    Built column by column: this runs on the writer thread holding the GIL, so every
-    microsecond per row here is taken from the event loop (a row at a time with ``getattr``
-    cost 25-37 us per decision; this, ~10, most of it the context's JSON)."""
-    columns: list[list[object]] = [
-        [d.event_id for d in rows],
-        [d.created_at for d in rows],
-        [d.router for d in rows],
-        [_context_text(d.context) for d in rows],
-        [d.candidates for d in rows],
-        [d.probabilities for d in rows],
-        [d.chosen for d in rows],
-        [d.chosen_prob for d in rows],
-        [d.fallbacks for d in rows],
-        [d.policy_version for d in rows],
-        [d.shadow for d in rows],
-        [d.served for d in rows],
-        [d.prompt_tokens for d in rows],
-        [d.max_tokens for d in rows],
-    ]
-    return pa.Table.from_arrays(
-        [pa.array(col, type=f.type) for col, f in zip(columns, DECISION_ARROW_SCHEMA, strict=True)],
-        schema=DECISION_ARROW_SCHEMA,
-    )
+    Built a column at a time: this runs on the writer thread holding the GIL, time the event
+    loop waits for. 13 us per decision on 500-row batches, most of it the context's JSON
+    (a row at a time through ``getattr``, 15 us)."""
+    columns = {
+        "event_id": [d.event_id for d in rows],
+        "created_at": [d.created_at for d in rows],
+        "router": [d.router for d in rows],
+        "context": [_context_text(d.context) for d in rows],
+        "candidates": [d.candidates for d in rows],
+        "probabilities": [d.probabilities for d in rows],
+        "chosen": [d.chosen for d in rows],
+        "chosen_prob": [d.chosen_prob for d in rows],
+        "fallbacks": [d.fallbacks for d in rows],
+        "policy_version": [d.policy_version for d in rows],
+        "shadow": [d.shadow for d in rows],
+        "served": [d.served for d in rows],
+        "prompt_tokens": [d.prompt_tokens for d in rows],
+        "max_tokens": [d.max_tokens for d in rows],
+    }
+    return pa.table(columns, schema=DECISION_ARROW_SCHEMA)
 
 
 FEEDBACK_ARROW_SCHEMA = pa.schema(
