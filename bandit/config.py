@@ -22,6 +22,7 @@ DEFAULT_BITS = 18
 DEFAULT_INTERACTIONS: tuple[str, ...] = ("PM", "LM", "TA", "WX", "WA")
 DEFAULT_MAX_PROMPT_FEATURES = 256
 DEFAULT_FEEDBACK_WINDOW_S = 3600.0
+DEFAULT_PENDING_IN_MEMORY_S = 30.0
 DEFAULT_CHECKPOINT_PATH = Path("var/bandit.ckpt")
 DEFAULT_CHECKPOINT_INTERVAL_S = 60.0
 DEFAULT_ROUTER = "router@q:1|c:4.65e-03|t:2.08e-05|i:2.07e-03"
@@ -105,6 +106,14 @@ class BanditConfig(BaseModel):
         default=DEFAULT_FEEDBACK_WINDOW_S,
         gt=0,
         description="Seconds after a decision during which its feedback is accepted.",
+    )
+    pending_in_memory_s: float = Field(
+        default=DEFAULT_PENDING_IN_MEMORY_S,
+        ge=0,
+        description="Seconds a decision waiting for its feedback stays whole in memory; after "
+        "that only its id, time and endpoint wait (about 0.3 KB instead of several), and the "
+        "decision is read back from the warehouse when it is learned. At least "
+        "feedback_window_s keeps every pending decision whole.",
     )
     past_window_policy: PastWindowPolicy = Field(
         default=PastWindowPolicy.LATENCY_COST_ONLY,

@@ -435,6 +435,19 @@ class Warehouse:
         out = [d for d in found.values() if d.event_id not in learned]
         return sorted(out, key=lambda d: (d.created_at, d.event_id))
 
+    def decisions_between(self, start: datetime, end: datetime) -> list[Decision]:
+        """Decisions created in ``[start, end]`` (buffered ones included), oldest first: how
+        the bandit reads back the decisions it no longer keeps whole in memory."""
+        pending = self._w().pending_decisions()
+        rows = self._dicts(
+            "SELECT * FROM decisions WHERE created_at >= ? AND created_at <= ?", [start, end]
+        )
+        found = {d.event_id: d for d in map(decision_from_row, rows)}
+        for d in pending:
+            if start <= d.created_at <= end:
+                found.setdefault(d.event_id, d)
+        return sorted(found.values(), key=lambda d: (d.created_at, d.event_id))
+
     async def aget_decision(self, event_id: str) -> Decision | None:
         return await asyncio.to_thread(self.get_decision, event_id)
 

@@ -307,6 +307,62 @@ def test_expire_settles_exactly_the_events_past_their_window(tmp_path: Path, war
     svc.policy.close()
 
 
+def test_decisions_dropped_from_memory_are_read_back_and_learned_the_same(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """A decision pending longer than pending_in_memory_s leaves memory (the warehouse holds
+    it) and is read back when feedback, an outcome or the window's end settles it: the model
+    learns exactly what a service holding every decision whole learns."""
+
+    def run(folder: Path, keep_s: float) -> tuple[str, int, int]:
+        folder.mkdir()
+        with Warehouse(WarehouseConfig(path=folder / "w.duckdb"), now=clock, lake=False) as wh:
+            clock.now = T0
+            svc = _service(folder, wh, clock, pending_in_memory_s=keep_s)
+            quality = [svc.route(RouteRequest(prompt=f"quality {k}")).decision for k in range(4)]
+            fast = [svc.route(RouteRequest(prompt=f"fast {k}", router="router@t:1")).decision
+                    for k in range(3)]  # fmt: skip
+            clock.advance(60)
+            svc.expire()  # within the window: nothing settles, old decisions may leave memory
+            whole = svc.pending_whole_count
+            for d, score in zip(quality[:2], (1.0, 0.0), strict=True):
+                assert svc.record_feedback(Feedback(event_id=d.event_id, score=score)) \
+                    is FeedbackStatus.ACCEPTED
+            assert svc.record_outcome(_ok(fast[0].event_id, fast[0].chosen)) \
+                is OutcomeStatus.ACCEPTED
+            assert _learned(svc) == 3
+            clock.advance(600)
+            assert svc.expire() == 4  # two quality and two fast events, learned at the window
+            assert _learned(svc) == 7 and svc.pending_count == 0
+            with pytest.raises(FeedbackWindowError):
+                svc.record_feedback(Feedback(event_id=quality[3].event_id, score=1.0))
+            assert isinstance(svc.policy, VWPolicy)
+            weights = svc.policy.model.weights_json()
+            svc.policy.close()
+            return weights, whole, _learned(svc)
+
+    dropped = run(tmp_path / "dropped", 30.0)
+    kept = run(tmp_path / "kept", 600.0)  # the feedback window: every decision stays whole
+    assert dropped[1] == 0 and kept[1] == 7  # after 60 s: none held whole, or all of them
+    assert dropped[0] == kept[0] and dropped[2] == kept[2] == 7
+
+
+def test_a_dropped_decision_the_warehouse_lacks_is_settled_without_learning(
+    tmp_path: Path, warehouse: Warehouse, clock: Clock
+) -> None:
+    svc = _service(tmp_path, warehouse, clock, pending_in_memory_s=0.0)
+    d = svc.route(RouteRequest(prompt="gone?")).decision
+    warehouse.flush()
+    svc.expire()
+    assert svc.pending_whole_count == 0
+    # as if the writer had dropped the row: feedback is accepted, nothing can be learned
+    warehouse.submit(lambda con: con.execute("DELETE FROM decisions")).result()
+    assert svc.record_feedback(Feedback(event_id=d.event_id, score=1.0)) \
+        is FeedbackStatus.ACCEPTED
+    assert _learned(svc) == 0 and svc.pending_count == 0
+    svc.policy.close()
+
+
 def test_a_failed_checkpoint_keeps_its_learned_ids_for_the_next(tmp_path: Path,
                                                                 warehouse: Warehouse,
                                                                 clock: Clock) -> None:
