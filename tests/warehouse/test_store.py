@@ -205,6 +205,18 @@ def test_decision_lookups_see_buffered_and_committed_rows(wh: Warehouse) -> None
     assert wh.query("SELECT count(*) FROM decisions") == [(1,)]
 
 
+def test_decisions_between_reads_committed_and_buffered_rows_in_range(wh: Warehouse) -> None:
+    for n in range(4):
+        wh.add_decision(decision(n))  # at T0 + n seconds
+    wh.flush()
+    for n in range(4, 6):
+        wh.add_decision(decision(n))  # still buffered
+    got = wh.decisions_between(T0 + timedelta(seconds=1), T0 + timedelta(seconds=4))
+    assert [d.event_id for d in got] == [decision(n).event_id for n in (1, 2, 3, 4)]
+    assert got[0] == decision(1)  # whole, as stored
+    assert wh.decisions_between(T0 + timedelta(seconds=9), T0 + timedelta(seconds=10)) == []
+
+
 def test_candidate_features_are_stored_nested_and_read_back_flat(wh: Warehouse) -> None:
     flat = {"p.tokens": 12.0, "a.llama-3.1-8b@groq.ttft_p50": 95.5,
             "a.llama-3.1-8b@groq.model": "llama-3.1-8b", "a.m@p.ttft_p50": 300.0}
