@@ -54,6 +54,7 @@ PROMPTS = (
 ROUTERS = ("", "router@t:1", "router@q:1|c:0.01", "router@t:1|i:0.1|c<20")
 WARMUP_REQUESTS = 2048
 WARMUP_BATCH = 64
+REQUEST_TIMEOUT_S = 30.0  # a request without an answer by then counts as an error
 T = TypeVar("T")
 
 
@@ -167,12 +168,14 @@ class Client:
     """A pool of keep-alive connections to ``host:port`` (one request per connection at a
     time, as an HTTP/1.1 client without pipelining sends them)."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+        self.host, self.port, self.timeout_s = host, port, timeout_s
         self.idle: list[_Connection] = []
         self.all: list[_Connection] = []
 
     async def request(self, raw: bytes) -> tuple[int, bytes]:
+        """Send one request; its status and body. ``HttpError`` when no whole answer comes
+        within ``timeout_s`` (the connection is then closed)."""
         loop = asyncio.get_running_loop()
         conn = self.idle.pop() if self.idle else None
         if conn is None:
@@ -181,11 +184,16 @@ class Client:
         conn.waiter = loop.create_future()
         assert conn.transport is not None
         conn.transport.write(raw)
+        timer = loop.call_later(
+            self.timeout_s, conn._fail, HttpError(f"no answer within {self.timeout_s:g} s")
+        )
         try:
             answer = await conn.waiter
         except BaseException:
             conn._fail(HttpError("request abandoned"))
             raise
+        finally:
+            timer.cancel()
         if not conn.closed:
             self.idle.append(conn)
         return answer
