@@ -72,6 +72,15 @@ async def route(stack: Stack, prompt: str = "What is 2 + 2?") -> dict:
     return await r.json()
 
 
+async def send_thumbs(stack: Stack, routed: list[dict], thumbs: tuple[str, ...]) -> None:
+    """Thumbs up or down on each routed decision, in order; every one accepted."""
+    for r, verdict in zip(routed, thumbs, strict=True):
+        fb = await stack.client.post("/v1/feedback", json={"event_id": r["event_id"],
+                                                           "thumbs": verdict},
+                                     headers=auth(FEEDBACK_TOKEN))
+        assert fb.status == 200
+
+
 # --- page, assets, access -------------------------------------------------------------------
 
 
@@ -207,11 +216,7 @@ async def test_now_shows_live_figures_states_and_sparklines(stack: Stack) -> Non
 
 async def test_traffic_counts_decisions_exploration_and_feedback(stack: Stack) -> None:
     routed = [await route(stack, f"question {i}: what is {i} + {i}?") for i in range(6)]
-    for r, thumbs in zip(routed[:2], ("up", "down"), strict=True):
-        fb = await stack.client.post("/v1/feedback", json={"event_id": r["event_id"],
-                                                           "thumbs": thumbs},
-                                     headers=auth(FEEDBACK_TOKEN))
-        assert fb.status == 200
+    await send_thumbs(stack, routed[:2], ("up", "down"))
     await stack.warehouse.aflush()
     body = await get_json(stack, "/ui/api/traffic?window=60")
     assert body["window_min"] == 60 and body["bucket_min"] == 1 and body["buckets"] == 60
@@ -303,16 +308,13 @@ async def test_tradeoff_without_a_trained_router_uses_live_figures(stack: Stack)
 
 async def test_tradeoff_live_router_star_from_traffic_and_feedback(stack: Stack) -> None:
     routed = [await route(stack, f"q{i} summarise this") for i in range(4)]
-    for r, thumbs in zip(routed, ("up", "up", "down", "up"), strict=True):
-        fb = await stack.client.post("/v1/feedback", json={"event_id": r["event_id"],
-                                                           "thumbs": thumbs},
-                                     headers=auth(FEEDBACK_TOKEN))
-        assert fb.status == 200
+    verdicts = ("up", "up", "down", "up")
+    await send_thumbs(stack, routed, verdicts)
     await stack.warehouse.aflush()
     body = await get_json(stack, "/ui/api/tradeoff")
     dots = {d["endpoint"]: d for d in body["endpoints"]}
     scores: dict[str, list[float]] = {}
-    for r, thumbs in zip(routed, ("up", "up", "down", "up"), strict=True):
+    for r, thumbs in zip(routed, verdicts, strict=True):
         scores.setdefault(r["endpoint"]["id"], []).append(1.0 if thumbs == "up" else 0.0)
     for eid, s in scores.items():
         assert dots[eid]["quality"] == pytest.approx(statistics.fmean(s))
