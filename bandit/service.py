@@ -385,16 +385,12 @@ class RouterService:
             dropped = self._compact(now)
             # pending events are kept in the order they were decided: stop at the first one
             # still inside its window instead of walking every pending event under the lock
-            expired: list[str] = []
+            expired: list[tuple[str, _Pending]] = []
             for event_id, pending in self._pending.items():
                 if now - pending.created_at <= self._window:
                     break
-                expired.append(event_id)
-            missing = [
-                self._pending[i]
-                for i in expired
-                if self._pending[i].decision is None and self._learns_expired(self._pending[i])
-            ]
+                expired.append((event_id, pending))
+            missing = [p for _, p in expired if p.decision is None and self._learns_expired(p)]
         self._free(dropped)
         # read the dropped decisions back in one query, outside the lock
         found: dict[str, Decision] = {}
@@ -404,9 +400,8 @@ class RouterService:
             found = {d.event_id: d for d in self.warehouse.decisions_between(start, end)}
         count = 0
         with self._lock:
-            for event_id in expired:
-                pending = self._pending.get(event_id)
-                if pending is None:  # settled meanwhile (late feedback)
+            for event_id, pending in expired:
+                if event_id not in self._pending:  # settled meanwhile (late feedback)
                     continue
                 self._settle_expired(event_id, pending, decision=found.get(event_id))
                 count += 1
