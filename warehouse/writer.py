@@ -35,7 +35,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from warehouse.convert import (
-    decisions_to_arrow,
+    DecisionRow,
+    decision_row,
+    decision_rows_to_arrow,
     endpoints_to_arrow,
     feedback_to_arrow,
     learned_to_arrow,
@@ -60,7 +62,8 @@ class _Batch:
     """Rows waiting for (or in) one write."""
 
     probes: list[ProbeResult] = field(default_factory=list)
-    decisions: dict[str, Decision] = field(default_factory=dict)
+    #: each decision with its Arrow row, built by ``put_decision`` on the caller's thread
+    decisions: dict[str, tuple[Decision, DecisionRow]] = field(default_factory=dict)
     feedback: list[Feedback] = field(default_factory=list)
     learned: dict[str, datetime] = field(default_factory=dict)
     endpoints: dict[str, tuple[Endpoint, datetime]] = field(default_factory=dict)
@@ -136,9 +139,10 @@ class Writer:
             self._added(len(rows))
 
     def put_decision(self, d: Decision) -> None:
+        row = decision_row(d)  # outside the lock, on the caller's thread (see decision_row)
         with self._lock:
             self._check()
-            self._buf.decisions[d.event_id] = d
+            self._buf.decisions[d.event_id] = (d, row)
             self._added(1)
 
     def put_feedback(self, f: Feedback) -> None:
@@ -169,12 +173,12 @@ class Writer:
         with self._lock:
             for b in self._batches():
                 if event_id in b.decisions:
-                    return b.decisions[event_id]
+                    return b.decisions[event_id][0]
         return None
 
     def pending_decisions(self) -> list[Decision]:
         with self._lock:
-            return [d for b in self._batches() for d in b.decisions.values()]
+            return [d for b in self._batches() for d, _ in b.decisions.values()]
 
     def pending_feedback(self, event_id: str) -> list[Feedback]:
         with self._lock:
@@ -473,7 +477,8 @@ class Writer:
         return self._insert("INSERT INTO feedback BY NAME SELECT * FROM wh_batch", table)
 
     def _decisions(self, rows: list[object]) -> _Inserted:
-        table = decisions_to_arrow(rows)  # type: ignore[arg-type]
+        # rows are (decision, row) pairs: put_decision built the rows
+        table = decision_rows_to_arrow([row for _, row in rows])  # type: ignore[misc]
         sql = "INSERT OR IGNORE INTO decisions BY NAME SELECT * FROM wh_batch"
         return self._insert(sql, table, returning=True)
 

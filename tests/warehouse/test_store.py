@@ -18,6 +18,12 @@ import polars as pl
 import pytest
 
 from warehouse.config import WarehouseConfig
+from warehouse.convert import (
+    DECISION_ARROW_SCHEMA,
+    DECISION_CHUNK,
+    decision_row,
+    decision_rows_to_arrow,
+)
 from warehouse.errors import (
     WarehouseClosedError,
     WarehouseError,
@@ -203,6 +209,27 @@ def test_decision_lookups_see_buffered_and_committed_rows(wh: Warehouse) -> None
     wh.flush()
     assert wh.get_decision(d.event_id) == d  # a repeated event id keeps the first decision
     assert wh.query("SELECT count(*) FROM decisions") == [(1,)]
+
+
+def test_decision_rows_convert_in_chunks_in_order() -> None:
+    ds = [decision(n) for n in range(2 * DECISION_CHUNK + 5)]
+    table = decision_rows_to_arrow([decision_row(d) for d in ds])
+    assert table.schema == DECISION_ARROW_SCHEMA
+    assert [len(c) for c in table.column("event_id").chunks] == [DECISION_CHUNK] * 2 + [5]
+    rows = table.to_pylist()
+    assert [r["event_id"] for r in rows] == [d.event_id for d in ds]
+    assert rows[-1]["candidates"] == ["m@p", "n@q"] and rows[-1]["chosen_prob"] == 0.75
+    assert decision_rows_to_arrow([]).num_rows == 0
+
+
+def test_many_decisions_written_in_one_batch_read_back_whole(wh: Warehouse) -> None:
+    ds = [decision(n) for n in range(2 * DECISION_CHUNK + 5)]  # more than one Arrow chunk
+    for d in ds:
+        wh.add_decision(d)
+    wh.flush()
+    assert wh.query("SELECT count(*) FROM decisions") == [(len(ds),)]
+    for d in (ds[0], ds[DECISION_CHUNK], ds[-1]):
+        assert wh.get_decision(d.event_id) == d
 
 
 def test_decisions_between_reads_committed_and_buffered_rows_in_range(wh: Warehouse) -> None:
