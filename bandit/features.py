@@ -346,8 +346,8 @@ class Arm:
     logged: Mapping[str, Value]  # the features under ``a.<endpoint id>.`` keys
     # (price_in, price_out, ttft_p50 or None, itl_p50 or None) for quick ranking
     figures: tuple[float, float, float | None, float | None] = field(default=(0.0, 0.0, None, None))
-    # ``logged_json``, made once per arm when first logged (on the warehouse writer's
-    # thread; see ``LoggedContext``)
+    # ``logged_json``, made once per arm when first logged (by ``Warehouse.add_decision``,
+    # on the router's thread; see ``LoggedContext``)
     _json: list[str] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
@@ -374,7 +374,7 @@ class Arm:
 
 def _compact(mapping: Mapping[str, Value]) -> str:
     # pydantic-core's encoder: the same JSON as json.dumps (NaN included) in a fifth of the
-    # time; the warehouse writer runs this for every decision while holding the GIL
+    # time; it runs for every decision logged, on the router's thread
     return pydantic_core.to_json(mapping).decode()
 
 
@@ -385,10 +385,11 @@ class LoggedContext(Mapping[str, Value]):
     It holds the request's features and each candidate's logged features as they are (the
     ``Arm``'s own dicts, shared while its live stats stand) plus the JSON fragment each arm
     made once: plain dicts of numbers and strings, which Python's garbage collector stops
-    tracking, and strings. ``json_text`` (the warehouse writer's) joins the fragments without
-    encoding the candidates again; reading a key (learning, evaluation, the dashboard) merges
-    the dicts once. A merged 250-key dict per decision, held while the decision waits an hour
-    for its feedback, made full collections take 400 ms at 1,000 decisions/s.
+    tracking, and strings. ``json_text`` (``Warehouse.add_decision``'s) joins the fragments
+    without encoding the candidates again; reading a key (learning, evaluation, the
+    dashboard) merges the dicts once. A merged 250-key dict per decision, held while the
+    decision waits an hour for its feedback, made full collections take 400 ms at 1,000
+    decisions/s.
     """
 
     __slots__ = ("_features", "_fragments", "_logged", "_merged")

@@ -182,7 +182,7 @@ async def list_models(request: web.Request) -> web.StreamResponse:
     active = next((i.model_id for i in infos if i.active), None)
     routing = switcher.router.trained_model_id if switcher.router is not None else None
     return json_response({"ok": True, "active": active, "routing": routing,
-                  "models": [_describe(i) for i in infos]})
+                          "models": [_describe(i) for i in infos]})
 
 
 async def activate(request: web.Request) -> web.StreamResponse:

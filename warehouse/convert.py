@@ -145,7 +145,7 @@ def flat_context(stored: Mapping[str, object]) -> dict[str, object]:
 
 def _context_text(value: object) -> str:
     # a context that carries its own JSON text (bandit.features.LoggedContext) saves
-    # re-encoding it here, on the writer thread
+    # encoding its candidates again for every decision
     text = getattr(value, "json_text", None)
     if text is not None:
         return text()  # type: ignore[no-any-return]
