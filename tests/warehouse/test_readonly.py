@@ -211,6 +211,33 @@ def test_lake_catches_up_with_rows_it_missed(tmp_path: Path) -> None:
         wait_for(lambda: lake_rows(wh, "probes_minute") == rolled)
 
 
+def test_a_decision_logged_twice_keeps_one_row_in_the_table_and_the_lake(
+    tmp_path: Path,
+) -> None:
+    def logged(evt: str, router: str) -> Decision:
+        return Decision(event_id=evt, created_at=T_FIXED, router=router, candidates=("e0@p",),
+                        probabilities=(1.0,), chosen="e0@p", chosen_prob=1.0,
+                        policy_version="v1")
+
+    cfg = WarehouseConfig(path=tmp_path / "w.duckdb")
+    with Warehouse(cfg, now=lambda: T_FIXED) as wh:
+        wh.add_decision(logged("evt-twice-000001", "first"))
+        wh.flush()
+        # the same event id again, in a batch with a new decision and probes: the batch's
+        # plain insert fails on the key, and the retry keeps every new row and the first one
+        wh.add_decision(logged("evt-twice-000001", "second"))
+        wh.add_decision(logged("evt-new-00000001", "second"))
+        wh.add_probes(probe(i, T_FIXED) for i in range(5))
+        wh.flush()  # nothing dropped, so nothing reported
+        assert wh.query("SELECT event_id, router FROM decisions ORDER BY event_id") == [
+            ("evt-new-00000001", "second"), ("evt-twice-000001", "first")]
+        assert wh.query("SELECT count(*) FROM probes") == [(5,)]
+        wh.snapshot()
+        wait_for(lambda: lake_rows(wh, "decisions") == 2 and lake_rows(wh, "probes") == 5)
+        time.sleep(0.3)
+        assert lake_rows(wh, "decisions") == 2
+
+
 def test_past_dates_are_compacted_into_one_part(tmp_path: Path) -> None:
     cfg = WarehouseConfig(path=tmp_path / "w.duckdb")
     yesterday = T_FIXED - timedelta(days=1)
