@@ -57,6 +57,7 @@ Steps = Generator[Changes | None, None, T]
 #: Seconds the continuous rollup rests after a failed step before it tries again.
 ROLLUP_RETRY_S = 30.0
 _Inserted = tuple[pa.Table, Changes | None]
+_Insert = Callable[[list[object]], _Inserted]
 
 
 @dataclass
@@ -389,31 +390,33 @@ class Writer:
             self._done.notify_all()
 
     def _write(self, batch: _Batch) -> list[BaseException]:
-        steps: list[tuple[str, list[object], Callable[[list[object]], _Inserted]]] = []
+        # (table, rows, its insert, the insert that retries them when the batch failed)
+        steps: list[tuple[str, list[object], _Insert, _Insert]] = []
         if batch.endpoints:
-            steps.append(("endpoints", list(batch.endpoints.values()), self._endpoints))
+            endpoints = list(batch.endpoints.values())
+            steps.append(("endpoints", endpoints, self._endpoints, self._endpoints))
         if batch.decisions:
-            steps.append(("decisions", list(batch.decisions.values()), self._decisions))
+            # a repeated event id fails the plain insert; the tolerant retry keeps its first row
+            decisions = list(batch.decisions.values())
+            steps.append(("decisions", decisions, self._decisions, self._decisions_tolerant))
         if batch.probes:
-            steps.append(("probes", list(batch.probes), self._probes))
+            steps.append(("probes", list(batch.probes), self._probes, self._probes))
         if batch.feedback:
-            steps.append(("feedback", list(batch.feedback), self._feedback))
+            steps.append(("feedback", list(batch.feedback), self._feedback, self._feedback))
         if batch.learned:
-            steps.append(("learned", list(batch.learned.items()), self._learned))
+            steps.append(("learned", list(batch.learned.items()), self._learned, self._learned))
         con = self._con
         done: list[tuple[str, _Inserted]] = []
         errors: list[BaseException] = []
         try:
             con.execute("BEGIN TRANSACTION")
-            done = [(table, insert(rows)) for table, rows, insert in steps]
+            done = [(table, insert(rows)) for table, rows, insert, _ in steps]
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
             done = []
-            for table, rows, insert in steps:
-                if insert == self._decisions:  # a repeated event id fails the fast insert
-                    insert = self._decisions_tolerant
-                errors.extend(self._salvage(table, rows, insert, done))
+            for table, rows, _, retry in steps:
+                errors.extend(self._salvage(table, rows, retry, done))
         for table, (written, changes) in done:
             self.rows_written += written.num_rows
             if table == "probes" and self.rollup is not None:
@@ -428,7 +431,7 @@ class Writer:
         self,
         table: str,
         rows: list[object],
-        insert: Callable[[list[object]], _Inserted],
+        insert: _Insert,
         done: list[tuple[str, _Inserted]],
     ) -> list[BaseException]:
         """Write what can be written: halve failing parts until the bad rows stand alone."""
@@ -484,7 +487,7 @@ class Writer:
         # rows are (decision, row) pairs: put_decision built the rows. Every event id is new
         # (random, logged once), so a plain insert, which the primary key still guards, costs a
         # third less than INSERT OR IGNORE ... RETURNING (20 against 30 ms of CPU per 600
-        # decisions). A repeated id fails the batch and _write retries it tolerantly.
+        # decisions). A repeated id fails the batch, and _write retries with _decisions_tolerant.
         table = decision_rows_to_arrow([row for _, row in rows])  # type: ignore[misc]
         return self._insert("INSERT INTO decisions BY NAME SELECT * FROM wh_batch", table)
 
