@@ -419,33 +419,31 @@ class Warehouse:
         """Decisions created at or after ``ts``, oldest first; by default only those not yet
         marked learned (restart recovery replays them into the bandit)."""
         writer = self._w()
-        pending = writer.pending_decisions()
+        pending = [d for d in writer.pending_decisions() if d.created_at >= ts]
         learned = writer.pending_learned() if unlearned_only else set()
         where = "created_at >= ?"
         if unlearned_only:
             where += " AND NOT EXISTS (SELECT 1 FROM learned AS l WHERE l.event_id = d.event_id)"
-        rows = self._dicts(f"SELECT d.* FROM decisions AS d WHERE {where}", [ts])
-        found: dict[str, Decision] = {}
-        for row in rows:
-            d = decision_from_row(row)
-            found[d.event_id] = d
-        for d in pending:
-            if d.created_at >= ts and d.event_id not in found:
-                found[d.event_id] = d
-        out = [d for d in found.values() if d.event_id not in learned]
-        return sorted(out, key=lambda d: (d.created_at, d.event_id))
+        found = self._committed_or_buffered(where, [ts], pending)
+        return [d for d in found if d.event_id not in learned]
 
     def decisions_between(self, start: datetime, end: datetime) -> list[Decision]:
         """Decisions created in ``[start, end]`` (buffered ones included), oldest first: how
         the bandit reads back the decisions it no longer keeps whole in memory."""
-        pending = self._w().pending_decisions()
-        rows = self._dicts(
-            "SELECT * FROM decisions WHERE created_at >= ? AND created_at <= ?", [start, end]
-        )
+        pending = [d for d in self._w().pending_decisions() if start <= d.created_at <= end]
+        return self._committed_or_buffered("created_at >= ? AND created_at <= ?", [start, end],
+                                           pending)  # fmt: skip
+
+    def _committed_or_buffered(
+        self, where: str, params: list[object], pending: list[Decision]
+    ) -> list[Decision]:
+        """The committed decisions ``d`` matching ``where``, and ``pending`` (buffered ones,
+        read before this query, so that a batch committed meanwhile is in the table), one per
+        event id (the committed row when both have it), oldest first."""
+        rows = self._dicts(f"SELECT d.* FROM decisions AS d WHERE {where}", params)
         found = {d.event_id: d for d in map(decision_from_row, rows)}
         for d in pending:
-            if start <= d.created_at <= end:
-                found.setdefault(d.event_id, d)
+            found.setdefault(d.event_id, d)
         return sorted(found.values(), key=lambda d: (d.created_at, d.event_id))
 
     async def aget_decision(self, event_id: str) -> Decision | None:
