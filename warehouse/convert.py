@@ -184,7 +184,8 @@ def decision_row(d: Decision) -> DecisionRow:
 DECISION_CHUNK = 64
 
 
-def _decision_chunk(rows: Sequence[DecisionRow]) -> pa.RecordBatch:
+def decision_chunk(rows: Sequence[DecisionRow]) -> pa.RecordBatch:
+    """``decision_row`` tuples as one Arrow record batch (one C call per column)."""
     return pa.RecordBatch.from_arrays(
         [pa.array(column, type=f.type)
          for column, f in zip(zip(*rows, strict=True), DECISION_ARROW_SCHEMA, strict=True)],
@@ -197,11 +198,13 @@ def decision_rows_to_arrow(rows: Sequence[DecisionRow]) -> pa.Table:
 
     One ``pa.table`` over 600 decisions held the GIL for 3 ms, and for 15-60 ms while the
     allocator was still taking fresh pages: the event loop stood still meanwhile. Between
-    chunks the interpreter hands the GIL over (``sys.setswitchinterval``)."""
+    chunks the interpreter hands the GIL over (``sys.setswitchinterval``). The writer's
+    buffer converts decisions as they come instead (``warehouse.writer``); this serves the
+    retry of a failed batch."""
     if not rows:
         return DECISION_ARROW_SCHEMA.empty_table()
     batches = [
-        _decision_chunk(rows[i : i + DECISION_CHUNK]) for i in range(0, len(rows), DECISION_CHUNK)
+        decision_chunk(rows[i : i + DECISION_CHUNK]) for i in range(0, len(rows), DECISION_CHUNK)
     ]
     return pa.Table.from_batches(batches, schema=DECISION_ARROW_SCHEMA)
 
