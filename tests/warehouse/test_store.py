@@ -211,6 +211,19 @@ def test_decision_lookups_see_buffered_and_committed_rows(wh: Warehouse) -> None
     assert wh.query("SELECT count(*) FROM decisions") == [(1,)]
 
 
+def test_a_decision_logged_twice_before_a_flush_keeps_the_first(wh: Warehouse) -> None:
+    ds = [decision(n) for n in range(DECISION_CHUNK + 1)]  # a whole chunk and one more
+    for d in ds:
+        wh.add_decision(d)
+    twin = ds[3].model_copy(update={"policy_version": "v8"})
+    wh.add_decision(twin)  # still buffered with the first: the buffer keeps the first
+    assert wh.get_decision(twin.event_id) == ds[3]
+    wh.flush()  # nothing reported: nothing was dropped
+    assert wh.get_decision(twin.event_id) == ds[3]
+    assert wh.query("SELECT count(*), count(DISTINCT event_id) FROM decisions") == [
+        (len(ds), len(ds))]
+
+
 def test_decision_rows_convert_in_chunks_in_order() -> None:
     ds = [decision(n) for n in range(2 * DECISION_CHUNK + 5)]
     table = decision_rows_to_arrow([decision_row(d) for d in ds])
