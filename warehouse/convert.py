@@ -158,9 +158,9 @@ DecisionRow = tuple[object, ...]
 def decision_row(d: Decision) -> DecisionRow:
     """One decision's ``DECISION_ARROW_SCHEMA`` values, in order, the context as its stored
     JSON text. The warehouse builds this when a decision is logged, on the router's thread, a
-    few microseconds per decision; the writer thread then only stacks the rows into Arrow
-    columns, and does not hold the GIL for the JSON of 600 decisions at once while the event
-    loop waits for it."""
+    few microseconds per decision, and stacks the rows into Arrow columns there,
+    ``DECISION_CHUNK`` at a time (``warehouse.writer``): the writer thread does not hold the GIL
+    for the JSON of 600 decisions at once while the event loop waits for it."""
     return (
         d.event_id,
         d.created_at,

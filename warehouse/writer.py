@@ -68,9 +68,9 @@ class _Batch:
     """Rows waiting for (or in) one write."""
 
     probes: list[ProbeResult] = field(default_factory=list)
-    #: each decision with its Arrow row, built by ``put_decision`` on the caller's thread
-    decisions: dict[str, tuple[Decision, DecisionRow]] = field(default_factory=dict)
-    #: the same rows in Arrow, ``DECISION_CHUNK`` at a time, and the rows not converted yet
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    #: their rows (built by ``put_decision`` on the caller's thread) in Arrow,
+    #: ``DECISION_CHUNK`` at a time, and the rows not converted yet
     decision_chunks: list[pa.RecordBatch] = field(default_factory=list)
     decision_tail: list[DecisionRow] = field(default_factory=list)
     feedback: list[Feedback] = field(default_factory=list)
@@ -162,7 +162,7 @@ class Writer:
             self._added(1)
             if d.event_id in buf.decisions:
                 return  # the first one stays (and a later batch's plain insert fails on it)
-            buf.decisions[d.event_id] = (d, row)
+            buf.decisions[d.event_id] = d
             buf.decision_tail.append(row)
             if len(buf.decision_tail) >= DECISION_CHUNK:
                 # Converted here, on the caller's thread (under the lock, so that the chunk
@@ -201,12 +201,12 @@ class Writer:
         with self._lock:
             for b in self._batches():
                 if event_id in b.decisions:
-                    return b.decisions[event_id][0]
+                    return b.decisions[event_id]
         return None
 
     def pending_decisions(self) -> list[Decision]:
         with self._lock:
-            return [d for b in self._batches() for d, _ in b.decisions.values()]
+            return [d for b in self._batches() for d in b.decisions.values()]
 
     def pending_feedback(self, event_id: str) -> list[Feedback]:
         with self._lock:
@@ -518,9 +518,9 @@ class Writer:
         return self._insert("INSERT INTO decisions BY NAME SELECT * FROM wh_batch", table)
 
     def _decisions_tolerant(self, rows: list[object]) -> _Inserted:
-        # rows are (decision, row) pairs; the first row of an event id stays, and the rows
-        # returned are the ones written
-        table = decision_rows_to_arrow([row for _, row in rows])  # type: ignore[misc]
+        # The first row of an event id stays; the rows returned are the ones written. Only a
+        # failed batch comes here, so its rows are built again rather than kept twice.
+        table = decision_rows_to_arrow([decision_row(d) for d in rows])  # type: ignore[arg-type]
         sql = "INSERT OR IGNORE INTO decisions BY NAME SELECT * FROM wh_batch"
         return self._insert(sql, table, returning=True)
 
