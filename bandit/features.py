@@ -24,7 +24,6 @@ evaluated) again after a restart, bit for bit.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -34,6 +33,7 @@ from datetime import datetime
 
 import pydantic_core
 
+from warehouse.convert import ArmRef, arm_ref, joined_context
 from warehouse.models import Endpoint, LiveStat
 
 Value = float | str
@@ -346,9 +346,9 @@ class Arm:
     logged: Mapping[str, Value]  # the features under ``a.<endpoint id>.`` keys
     # (price_in, price_out, ttft_p50 or None, itl_p50 or None) for quick ranking
     figures: tuple[float, float, float | None, float | None] = field(default=(0.0, 0.0, None, None))
-    # ``logged_json``, made once per arm when first logged (by ``Warehouse.add_decision``,
+    # ``logged_ref``, made once per arm when first logged (by ``Warehouse.add_decision``,
     # on the router's thread; see ``LoggedContext``)
-    _json: list[str] = field(default_factory=list, compare=False, repr=False)
+    _ref: list[ArmRef] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def build(cls, endpoint_id: str, features: Mapping[str, Value]) -> Arm:
@@ -364,12 +364,12 @@ class Arm:
         return cls(endpoint_id, features, action_line(endpoint_id, features), logged, figures)
 
     @property
-    def logged_json(self) -> str:
-        """``"<endpoint id>":{features}``, this arm's member of the stored context's ``"a"``
-        object (``warehouse.convert.stored_context``)."""
-        if not self._json:  # same text if two threads race here
-            self._json.append(json.dumps(self.endpoint_id) + ":" + _compact(self.features))
-        return self._json[0]
+    def logged_ref(self) -> ArmRef:
+        """``(arm_id, endpoint id, features JSON)``: this arm's ``decision_arms`` row, which
+        every decision listing it refers to by ``arm_id`` (``warehouse.convert.stored_parts``)."""
+        if not self._ref:  # same value if two threads race here
+            self._ref.append(arm_ref(self.endpoint_id, _compact(self.features)))
+        return self._ref[0]
 
 
 def _compact(mapping: Mapping[str, Value]) -> str:
@@ -383,21 +383,21 @@ class LoggedContext(Mapping[str, Value]):
     kept cheap for a router deciding a thousand times a second.
 
     It holds the request's features and each candidate's logged features as they are (the
-    ``Arm``'s own dicts, shared while its live stats stand) plus the JSON fragment each arm
-    made once: plain dicts of numbers and strings, which Python's garbage collector stops
-    tracking, and strings. ``json_text`` (``Warehouse.add_decision``'s) joins the fragments
-    without encoding the candidates again; reading a key (learning, evaluation, the
-    dashboard) merges the dicts once. A merged 250-key dict per decision, held while the
-    decision waits an hour for its feedback, made full collections take 400 ms at 1,000
-    decisions/s.
+    ``Arm``'s own dicts, shared while its live stats stand) plus the ``decision_arms`` row
+    each arm made once: plain dicts of numbers and strings, which Python's garbage collector
+    stops tracking, and tuples of strings and ints. ``stored_parts`` (``Warehouse.add_decision``'s)
+    encodes only the request's own keys, the candidates being stored once each; reading a key
+    (learning, evaluation, the dashboard) merges the dicts once. A merged 250-key dict per
+    decision, held while the decision waits an hour for its feedback, made full collections
+    take 400 ms at 1,000 decisions/s.
     """
 
-    __slots__ = ("_features", "_fragments", "_logged", "_merged")
+    __slots__ = ("_features", "_logged", "_merged", "_refs")
 
     def __init__(self, features: Mapping[str, Value], arms: Sequence[Arm]) -> None:
         self._features = features
         self._logged = tuple(arm.logged for arm in arms if arm.logged)
-        self._fragments = tuple(arm.logged_json for arm in arms if arm.logged)
+        self._refs = tuple(arm.logged_ref for arm in arms if arm.logged)
         self._merged: dict[str, Value] | None = None
 
     def _dict(self) -> dict[str, Value]:
@@ -421,13 +421,15 @@ class LoggedContext(Mapping[str, Value]):
     def __repr__(self) -> str:
         return f"LoggedContext({self._dict()!r})"
 
+    def stored_parts(self) -> tuple[str, tuple[ArmRef, ...]]:
+        """The JSON text of the request's own keys and the candidates' ``decision_arms``
+        rows: the mapping as the warehouse stores it (``warehouse.convert.stored_parts``)."""
+        return _compact(self._features), self._refs
+
     def json_text(self) -> str:
-        """The mapping as compact JSON, in the warehouse's stored form (the candidates
-        nested under ``"a"``: ``warehouse.convert.stored_context``)."""
-        parts = [_compact(self._features)[1:-1]] if self._features else []
-        if self._fragments:
-            parts.append('"a":{' + ",".join(self._fragments) + "}")
-        return "{" + ",".join(parts) + "}"
+        """The mapping as compact JSON in its whole stored form, the candidates nested under
+        ``"a"`` (``warehouse.convert.stored_context``)."""
+        return joined_context(_compact(self._features), [(r[1], r[2]) for r in self._refs])
 
 
 class ArmCache:

@@ -7,6 +7,7 @@ transpose of per-row value tuples, a few microseconds a row.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -104,11 +105,39 @@ DECISION_ARROW_SCHEMA = pa.schema(
         ("served", pa.string()),
         ("prompt_tokens", pa.int32()),
         ("max_tokens", pa.int32()),
+        ("arms", pa.list_(pa.int64())),
     ]
 )
 
+#: Arrow types of the ``decision_arms`` columns.
+ARM_ARROW_SCHEMA = pa.schema(
+    [
+        ("arm_id", pa.int64()),
+        ("endpoint_id", pa.string()),
+        ("features", pa.string()),
+        ("first_seen", TS),
+    ]
+)
 
 ARMS_KEY = "a"
+
+#: One candidate as a decision logged it: (``arm_id``, endpoint id, its features as JSON text).
+ArmRef = tuple[int, str, str]
+
+
+def arm_id(endpoint_id: str, features_json: str) -> int:
+    """The ``decision_arms`` key of one candidate's logged features: a signed 64-bit hash of
+    the endpoint id and the exact JSON text. Equal texts share one row however many decisions
+    list them; a different text is a different row (a collision needs ~4 billion distinct
+    candidates to become likely)."""
+    digest = hashlib.blake2b(
+        endpoint_id.encode() + b"\0" + features_json.encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def arm_ref(endpoint_id: str, features_json: str) -> ArmRef:
+    return (arm_id(endpoint_id, features_json), endpoint_id, features_json)
 
 
 def stored_context(ctx: Mapping[str, object]) -> dict[str, object]:
@@ -143,29 +172,53 @@ def flat_context(stored: Mapping[str, object]) -> dict[str, object]:
     return out
 
 
-def _context_text(value: object) -> str:
-    # a context that carries its own JSON text (bandit.features.LoggedContext) saves
-    # encoding its candidates again for every decision
-    text = getattr(value, "json_text", None)
-    if text is not None:
-        return text()  # type: ignore[no-any-return]
-    return json.dumps(stored_context(value), separators=(",", ":"))  # type: ignore[arg-type]
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def stored_parts(ctx: Mapping[str, object]) -> tuple[str, tuple[ArmRef, ...]]:
+    """A decision's context as the warehouse stores it: the JSON text of its own keys
+    (``p.*``, ``r.*``) for ``decisions.context``, and its candidates, each once, as
+    ``decision_arms`` rows that ``decisions.arms`` lists by ``arm_id``.
+
+    A context that splits itself (``bandit.features.LoggedContext.stored_parts``: each
+    candidate's text and id made once per ``Arm``, shared by every decision that lists it)
+    saves encoding and hashing the candidates again for every decision."""
+    split = getattr(ctx, "stored_parts", None)
+    if split is not None:
+        return split()  # type: ignore[no-any-return]
+    stored = stored_context(ctx)
+    arms = stored.pop(ARMS_KEY, {})
+    refs = tuple(arm_ref(e, _compact(f)) for e, f in arms.items())  # type: ignore[union-attr]
+    return _compact(stored), refs
+
+
+def joined_context(context_text: str, arms: Iterable[tuple[str, str]]) -> str:
+    """The context JSON as it was stored whole before ``decision_arms`` (and as
+    ``flat_context`` reads it): ``context_text`` with the candidates' ``(endpoint id,
+    features JSON)`` nested under ``"a"``."""
+    members = ",".join(json.dumps(e) + ":" + f for e, f in arms)
+    if not members:
+        return context_text
+    body = context_text.strip()[1:-1].strip()
+    return "{" + body + ("," if body else "") + f'"{ARMS_KEY}":{{{members}}}}}'
 
 
 DecisionRow = tuple[object, ...]
 
 
-def decision_row(d: Decision) -> DecisionRow:
-    """One decision's ``DECISION_ARROW_SCHEMA`` values, in order, the context as its stored
-    JSON text. The warehouse builds this when a decision is logged, on the router's thread, a
-    few microseconds per decision, and stacks the rows into Arrow columns there,
+def decision_parts(d: Decision) -> tuple[DecisionRow, tuple[ArmRef, ...]]:
+    """One decision's ``DECISION_ARROW_SCHEMA`` values, in order, and the candidates it lists
+    (``stored_parts``). The warehouse builds this when a decision is logged, on the router's
+    thread, a few microseconds per decision, and stacks the rows into Arrow columns there,
     ``DECISION_CHUNK`` at a time (``warehouse.writer``): the writer thread does not hold the GIL
-    for the JSON of 600 decisions at once while the event loop waits for it."""
+    for 600 decisions at once while the event loop waits for it."""
+    context, arms = stored_parts(d.context)
     return (
         d.event_id,
         d.created_at,
         d.router,
-        _context_text(d.context),
+        context,
         d.candidates,
         d.probabilities,
         d.chosen,
@@ -176,6 +229,23 @@ def decision_row(d: Decision) -> DecisionRow:
         d.served,
         d.prompt_tokens,
         d.max_tokens,
+        [a[0] for a in arms],
+    ), arms
+
+
+def decision_row(d: Decision) -> DecisionRow:
+    """``decision_parts`` without the candidates' rows."""
+    return decision_parts(d)[0]
+
+
+def arms_to_arrow(rows: Iterable[tuple[ArmRef, datetime]]) -> pa.Table:
+    """``decision_arms`` rows (each candidate with the time it was first logged)."""
+    pairs = list(rows)
+    columns = ([ref[0] for ref, _ in pairs], [ref[1] for ref, _ in pairs],
+               [ref[2] for ref, _ in pairs], [at for _, at in pairs])
+    return pa.Table.from_arrays(
+        [pa.array(c, type=f.type) for c, f in zip(columns, ARM_ARROW_SCHEMA, strict=True)],
+        schema=ARM_ARROW_SCHEMA,
     )
 
 
@@ -269,12 +339,25 @@ def learned_to_arrow(rows: Iterable[tuple[str, datetime]]) -> pa.Table:
     )
 
 
-def decision_from_row(row: Mapping[str, object]) -> Decision:
-    """A ``Decision`` from one ``decisions`` row (as a column-name mapping)."""
+def decision_from_row(
+    row: Mapping[str, object], arms: Mapping[int, tuple[str, Mapping[str, object]]] | None = None
+) -> Decision:
+    """A ``Decision`` from one ``decisions`` row (as a column-name mapping) and the
+    ``decision_arms`` rows it lists (``arm_id`` -> (endpoint id, parsed features)); rows
+    written before ``decision_arms`` (no ``arms``) hold their candidates in their context."""
     data = dict(row)
+    ids = data.pop("arms", None) or ()
     context = data.get("context")
     if isinstance(context, str):
-        data["context"] = flat_context(json.loads(context))
+        stored = json.loads(context)
+        if ids:
+            known = arms or {}
+            missing = [i for i in ids if i not in known]
+            if missing:
+                raise KeyError(f"decision {data.get('event_id')} lists candidates that "
+                               f"decision_arms lacks: {missing[:3]}")
+            stored[ARMS_KEY] = {known[i][0]: known[i][1] for i in ids}
+        data["context"] = flat_context(stored)
     return Decision.model_validate(data)
 
 

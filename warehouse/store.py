@@ -23,6 +23,7 @@ rows still in the write buffer; for anything else call ``flush()`` (or ``aflush(
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -403,8 +404,8 @@ class Warehouse:
         pending = self._w().pending_decision(event_id)
         if pending is not None:
             return pending
-        rows = self._dicts("SELECT * FROM decisions WHERE event_id = ?", [event_id])
-        return decision_from_row(rows[0]) if rows else None
+        found = self._decisions_where("event_id = ?", [event_id])
+        return found[0] if found else None
 
     def feedback_for(self, event_id: str) -> list[Feedback]:
         """Every feedback row of one event, oldest first (buffered ones included)."""
@@ -440,11 +441,26 @@ class Warehouse:
         """The committed decisions ``d`` matching ``where``, and ``pending`` (buffered ones,
         read before this query, so that a batch committed meanwhile is in the table), one per
         event id (the committed row when both have it), oldest first."""
-        rows = self._dicts(f"SELECT d.* FROM decisions AS d WHERE {where}", params)
-        found = {d.event_id: d for d in map(decision_from_row, rows)}
+        found = {d.event_id: d for d in self._decisions_where(where, params)}
         for d in pending:
             found.setdefault(d.event_id, d)
         return sorted(found.values(), key=lambda d: (d.created_at, d.event_id))
+
+    def _decisions_where(self, where: str, params: list[object]) -> list[Decision]:
+        """The committed decisions ``d`` matching ``where``, whole: their candidates read from
+        ``decision_arms`` (one read for all of them; each candidate parsed once)."""
+        cur = self._cursor()
+        rel = cur.sql(f"SELECT d.* FROM decisions AS d WHERE {where}", params=params)
+        rows = rel.to_arrow_table().to_pylist() if rel is not None else []
+        ids = sorted({i for r in rows for i in (r.get("arms") or ())})
+        arms: dict[int, tuple[str, dict[str, object]]] = {}
+        if ids:
+            found = cur.execute(
+                "SELECT arm_id, endpoint_id, features FROM decision_arms "
+                "WHERE arm_id IN (SELECT unnest(?::BIGINT[]))", [ids]
+            ).fetchall()
+            arms = {int(i): (str(e), json.loads(f)) for i, e, f in found}
+        return [decision_from_row(r, arms) for r in rows]
 
     async def aget_decision(self, event_id: str) -> Decision | None:
         return await asyncio.to_thread(self.get_decision, event_id)

@@ -39,8 +39,11 @@ import pyarrow.compute as pc
 from warehouse.convert import (
     DECISION_ARROW_SCHEMA,
     DECISION_CHUNK,
+    ArmRef,
     DecisionRow,
+    arms_to_arrow,
     decision_chunk,
+    decision_parts,
     decision_row,
     decision_rows_to_arrow,
     endpoints_to_arrow,
@@ -60,6 +63,9 @@ Steps = Generator[Changes | None, None, T]
 #: Seconds the continuous rollup rests after a failed step before it tries again.
 ROLLUP_RETRY_S = 30.0
 _Inserted = tuple[pa.Table, Changes | None]
+#: Arm ids the writer remembers as stored before it forgets them all (and lets INSERT OR
+#: IGNORE sort them out again): ~60 bytes each.
+MAX_KNOWN_ARMS = 100_000
 _Insert = Callable[[list[object]], _Inserted]
 
 
@@ -73,6 +79,8 @@ class _Batch:
     #: ``DECISION_CHUNK`` at a time, and the rows not converted yet
     decision_chunks: list[pa.RecordBatch] = field(default_factory=list)
     decision_tail: list[DecisionRow] = field(default_factory=list)
+    #: the candidates those decisions list, each once, with the time first listed
+    arms: dict[int, tuple[ArmRef, datetime]] = field(default_factory=dict)
     feedback: list[Feedback] = field(default_factory=list)
     learned: dict[str, datetime] = field(default_factory=dict)
     endpoints: dict[str, tuple[Endpoint, datetime]] = field(default_factory=dict)
@@ -125,6 +133,8 @@ class Writer:
         self._steps: deque[tuple[Callable[[duckdb.DuckDBPyConnection], Steps[object]],
                                  Future[object]]] = deque()
         self._running: Steps[object] | None = None
+        # arm ids known to be in decision_arms (writer thread only): not inserted again
+        self._stored_arms: set[int] = set()
         self._rollup_rest_until = 0.0
         self._stopping = False
         self._dead = False
@@ -155,7 +165,8 @@ class Writer:
             self._added(len(rows))
 
     def put_decision(self, d: Decision) -> None:
-        row = decision_row(d)  # outside the lock, on the caller's thread (see decision_row)
+        # outside the lock, on the caller's thread (see decision_parts)
+        row, refs = decision_parts(d)
         with self._lock:
             self._check()
             buf = self._buf
@@ -163,6 +174,10 @@ class Writer:
             if d.event_id in buf.decisions:
                 return  # the first one stays (and a later batch's plain insert fails on it)
             buf.decisions[d.event_id] = d
+            arms = buf.arms
+            for ref in refs:
+                if ref[0] not in arms:
+                    arms[ref[0]] = (ref, d.created_at)
             buf.decision_tail.append(row)
             if len(buf.decision_tail) >= DECISION_CHUNK:
                 # Converted here, on the caller's thread (under the lock, so that the chunk
@@ -420,6 +435,10 @@ class Writer:
         if batch.endpoints:
             endpoints = list(batch.endpoints.values())
             steps.append(("endpoints", endpoints, self._endpoints, self._endpoints))
+        if batch.arms:
+            arms = [a for i, a in batch.arms.items() if i not in self._stored_arms]
+            if arms:
+                steps.append(("decision_arms", arms, self._arms, self._arms))
         if batch.decisions:
             # a repeated event id fails the plain insert; the tolerant retry keeps its first row
             decisions = list(batch.decisions.values())
@@ -444,6 +463,10 @@ class Writer:
             done = []
             for table, rows, _, retry in steps:
                 errors.extend(self._salvage(table, rows, retry, done))
+        if not errors and batch.arms:
+            if len(self._stored_arms) > MAX_KNOWN_ARMS:
+                self._stored_arms.clear()
+            self._stored_arms.update(batch.arms)
         for table, (written, changes) in done:
             self.rows_written += written.num_rows
             if table == "probes" and self.rollup is not None:
@@ -509,6 +532,12 @@ class Writer:
     def _feedback(self, rows: list[object]) -> _Inserted:
         table = feedback_to_arrow(rows)  # type: ignore[arg-type]
         return self._insert("INSERT INTO feedback BY NAME SELECT * FROM wh_batch", table)
+
+    def _arms(self, rows: list[object]) -> _Inserted:
+        # the rows returned (for the lake) are those new to the table
+        table = arms_to_arrow(rows)  # type: ignore[arg-type]
+        sql = "INSERT OR IGNORE INTO decision_arms BY NAME SELECT * FROM wh_batch"
+        return self._insert(sql, table, returning=True)
 
     def _decisions(self, table: pa.Table) -> _Inserted:
         # put_decision converted the rows. Every event id is new (random, logged once), so a

@@ -59,17 +59,19 @@ def test_new_file_gets_the_latest_schema_and_contract_columns(tmp_path: Path) ->
     wh = open_wh(tmp_path / "w.duckdb")
     try:
         rows = wh.query("SELECT version FROM schema_version ORDER BY version")
-        assert [r[0] for r in rows] == [m.version for m in MIGRATIONS] == [1, 2, 3, 4]
+        assert [r[0] for r in rows] == [m.version for m in MIGRATIONS] == [1, 2, 3, 4, 5]
         described = {
             t: [r[0] for r in wh.query(f"DESCRIBE {t}")]
             for t in ("probes", "probes_minute", "decisions", "feedback", "learned", "endpoints",
-                      "rollup_watermark")
+                      "rollup_watermark", "decision_arms")
         }
     finally:
         wh.close()
     assert described["probes"] == list(ProbeResult.model_fields)
     assert described["probes_minute"] == list(MINUTE_COLUMNS)
-    assert described["decisions"] == list(Decision.model_fields)
+    # the candidates' features are stored once each, listed by id (schema 5)
+    assert described["decisions"] == [*Decision.model_fields, "arms"]
+    assert described["decision_arms"] == ["arm_id", "endpoint_id", "features", "first_seen"]
     assert described["feedback"] == list(Feedback.model_fields)
     assert described["learned"] == ["event_id", "learned_at"]
     assert described["rollup_watermark"] == ["rolled_to", "raw_from", "updated_at"]
@@ -99,7 +101,7 @@ def test_v1_file_is_migrated_with_its_rows(tmp_path: Path) -> None:
     wh = open_wh(path)
     try:
         versions = [r[0] for r in wh.query("SELECT version FROM schema_version ORDER BY 1")]
-        assert versions == [1, 2, 3, 4]
+        assert versions == [1, 2, 3, 4, 5]
         assert wh.query("SELECT count(*) FROM probes") == [(2,)]
         minute = wh.query("SELECT n, n_ok, n_429, n_error, ttft_ms_p50 FROM probe_minutes")
         assert minute == [(2, 1, 1, 1, 120.0)]
@@ -166,7 +168,7 @@ def test_foreign_duckdb_file_is_refused(tmp_path: Path) -> None:
 def test_migrate_is_idempotent_and_validates_target() -> None:
     con = duckdb.connect()
     try:
-        assert migrate(con) == [1, 2, 3, 4]
+        assert migrate(con) == [1, 2, 3, 4, 5]
         assert migrate(con) == []
         assert schema_version(con) == LATEST_VERSION
         with pytest.raises(ValueError):

@@ -238,6 +238,40 @@ def test_a_decision_logged_twice_keeps_one_row_in_the_table_and_the_lake(
         assert lake_rows(wh, "decisions") == 2
 
 
+def test_candidates_are_stored_once_in_the_table_and_the_lake(tmp_path: Path) -> None:
+    def logged(n: int, ttft: float) -> Decision:
+        context = {"p.tokens": 3.0, "a.e0@p.ttft_p50": 100.0, "a.e1@p.ttft_p50": ttft}
+        return Decision(event_id=f"evt-arms-{n:08d}", created_at=T_FIXED, router="r",
+                        context=context, candidates=("e0@p", "e1@p"), probabilities=(0.5, 0.5),
+                        chosen="e0@p", chosen_prob=0.5, policy_version="v1")
+
+    cfg = WarehouseConfig(path=tmp_path / "w.duckdb")
+    with Warehouse(cfg, now=lambda: T_FIXED) as wh:
+        for n in range(50):
+            wh.add_decision(logged(n, 200.0))
+        wh.flush()
+        rows = wh.writer_stats()["rows"]
+        assert rows == 50 + 2
+        for n in range(50, 100):  # the same two candidates, then e1 with new live stats
+            wh.add_decision(logged(n, 200.0 if n < 75 else 250.0))
+        wh.flush()
+        # the second batch wrote its decisions and only the candidate new to the table
+        assert wh.writer_stats()["rows"] - rows == 50 + 1
+        assert wh.query("SELECT endpoint_id, features->>'ttft_p50' FROM decision_arms "
+                        "ORDER BY 1, 2") == [("e0@p", "100.0"), ("e1@p", "200.0"),
+                                             ("e1@p", "250.0")]
+        assert wh.get_decision("evt-arms-00000080") == logged(80, 250.0)
+        wh.snapshot()
+        wait_for(lambda: lake_rows(wh, "decision_arms") == 3 and lake_rows(wh, "decisions") == 100)
+        con = duckdb.connect(str(wh.read_path), read_only=True)
+        try:  # the analysts' catalog joins them back
+            got = con.execute("SELECT endpoint_id, features->>'ttft_p50', count(*) "
+                              "FROM v_decision_arms GROUP BY ALL ORDER BY ALL").fetchall()
+        finally:
+            con.close()
+        assert got == [("e0@p", "100.0", 100), ("e1@p", "200.0", 75), ("e1@p", "250.0", 25)]
+
+
 def test_past_dates_are_compacted_into_one_part(tmp_path: Path) -> None:
     cfg = WarehouseConfig(path=tmp_path / "w.duckdb")
     yesterday = T_FIXED - timedelta(days=1)

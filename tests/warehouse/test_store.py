@@ -257,24 +257,45 @@ def test_decisions_between_reads_committed_and_buffered_rows_in_range(wh: Wareho
     assert wh.decisions_between(T0 + timedelta(seconds=9), T0 + timedelta(seconds=10)) == []
 
 
-def test_candidate_features_are_stored_nested_and_read_back_flat(wh: Warehouse) -> None:
+def test_candidate_features_are_stored_once_and_read_back_flat(wh: Warehouse) -> None:
     flat = {"p.tokens": 12.0, "a.llama-3.1-8b@groq.ttft_p50": 95.5,
             "a.llama-3.1-8b@groq.model": "llama-3.1-8b", "a.m@p.ttft_p50": 300.0}
     d = decision(1).model_copy(update={"context": flat})
+    # a later decision lists the same first candidate, and the second one changed
+    later = decision(2).model_copy(update={"context": {**flat, "a.m@p.ttft_p50": 310.0}})
     wh.add_decision(d)
     wh.flush()
-    # SQL sees each candidate once, under "a" (endpoint ids may hold dots)
-    rows = wh.query("SELECT context->'a'->'llama-3.1-8b@groq'->>'ttft_p50', "
-                    "context->>'p.tokens' FROM decisions")
-    assert rows == [("95.5", "12.0")]
+    wh.add_decision(later)
+    wh.flush()
+    # each candidate's features are one decision_arms row, whatever the decisions listing it
+    arms = wh.query("SELECT endpoint_id, features->>'ttft_p50' FROM decision_arms "
+                    "ORDER BY 1, 2")
+    assert arms == [("llama-3.1-8b@groq", "95.5"), ("m@p", "300.0"), ("m@p", "310.0")]
+    assert wh.query("SELECT context FROM decisions WHERE event_id = ?", [d.event_id]) == [
+        ('{"p.tokens":12.0}',)]
+    # SQL sees each decision's candidates in order (endpoint ids may hold dots)
+    rows = wh.query("SELECT position, endpoint_id, features->>'ttft_p50' FROM v_decision_arms "
+                    "WHERE event_id = ? ORDER BY position", [later.event_id])
+    assert rows == [(1, "llama-3.1-8b@groq", "95.5"), (2, "m@p", "310.0")]
     assert wh.get_decision(d.event_id) == d  # Python readers get the flat keys back
-    # rows stored flat (before the nested form) still read back as they were
-    old = decision(2).model_copy(update={"context": {"a.m@p.ttft_p50": 1.5}})
-    wh.submit(lambda con: con.execute(
-        "INSERT INTO decisions SELECT ?, ?, 'fast', ?, ['m@p', 'n@q'], [0.25, 0.75], 'n@q', "
-        "0.75, [], 'v7', false, NULL, 12, 256",
-        [old.event_id, old.created_at, '{"a.m@p.ttft_p50":1.5}'])).result()
+    assert wh.decisions_between(T0, T0 + timedelta(seconds=5)) == [d, later]
+    # rows written before decision_arms (schema 5) read back as they were: the candidates
+    # nested under "a" in the context, or flat keys from before the nested form
+    nested = decision(3).model_copy(update={"context": {"p.tokens": 3.0, "a.m@p.ttft_p50": 1.5,
+                                                        "a.n@q.ttft_p50": 2.5}})
+    old = decision(4).model_copy(update={"context": {"a.m@p.ttft_p50": 1.5}})
+    for row, text in ((nested, '{"p.tokens":3.0,"a":{"m@p":{"ttft_p50":1.5},'
+                               '"n@q":{"ttft_p50":2.5}}}'),
+                      (old, '{"a.m@p.ttft_p50":1.5}')):
+        wh.submit(lambda con, row=row, text=text: con.execute(
+            "INSERT INTO decisions SELECT ?, ?, 'fast', ?, ['m@p', 'n@q'], [0.25, 0.75], 'n@q', "
+            "0.75, [], 'v7', false, NULL, 12, 256, NULL",
+            [row.event_id, row.created_at, text])).result()
+    assert wh.get_decision(nested.event_id).context == nested.context
     assert wh.get_decision(old.event_id).context == {"a.m@p.ttft_p50": 1.5}
+    rows = wh.query("SELECT position, endpoint_id, features->>'ttft_p50' FROM v_decision_arms "
+                    "WHERE event_id = ? ORDER BY position", [nested.event_id])
+    assert rows == [(1, "m@p", "1.5"), (2, "n@q", "2.5")]
 
 
 def test_feedback_for_merges_buffer_and_table_in_time_order(wh: Warehouse) -> None:
