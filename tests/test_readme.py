@@ -9,6 +9,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from bandit.config import BanditConfig
+from bandit.service import RouteRequest, RouterService
 from collector.catalog import load_catalog
 from collector.seed import seed_history
 from collector.simulator import default_profiles
@@ -35,8 +37,15 @@ def test_catalog_example_loads(tmp_path: Path) -> None:
 def read_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("readme") / "switchyard.duckdb"
     with Warehouse(WarehouseConfig(path=db)) as wh:
-        wh.upsert_endpoints([p.to_endpoint("http://127.0.0.1:0") for p in default_profiles()])
+        endpoints = [p.to_endpoint("http://127.0.0.1:0") for p in default_profiles()]
+        wh.upsert_endpoints(endpoints)
         seed_history(default_profiles(), wh.add_probes, days=1, seed=3, now=datetime.now(UTC))
+        wh.flush()
+        # decisions, as the router logs them
+        router = RouterService(BanditConfig(checkpoint_path=db.parent / "bandit.ckpt"), wh,
+                               endpoints)
+        for prompt in ("What is the capital of France?", "Write a haiku about rain.") * 10:
+            router.route(RouteRequest(prompt=prompt))
         wh.flush()
         wh.snapshot()
         return wh.read_path
