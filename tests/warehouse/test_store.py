@@ -298,6 +298,18 @@ def test_candidate_features_are_stored_once_and_read_back_flat(wh: Warehouse) ->
     assert rows == [(1, "m@p", "1.5"), (2, "n@q", "2.5")]
 
 
+def test_a_batch_with_hundreds_of_new_candidates_stores_each_once(wh: Warehouse) -> None:
+    ds = [decision(n).model_copy(update={"context": {"p.tokens": 1.0, "a.m@p.ttft_p50": 1.0,
+                                                     "a.n@q.ttft_p50": float(n)}})
+          for n in range(600)]  # more candidates than one insert statement takes
+    for d in ds:
+        wh.add_decision(d)
+    wh.flush()
+    assert wh.query("SELECT count(*), count(DISTINCT (endpoint_id, features)) "
+                    "FROM decision_arms") == [(601, 601)]
+    assert wh.get_decision(ds[-1].event_id) == ds[-1]
+
+
 def test_feedback_for_merges_buffer_and_table_in_time_order(wh: Warehouse) -> None:
     d = decision(2)
     wh.add_decision(d)
