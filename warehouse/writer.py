@@ -17,7 +17,9 @@ pins its snapshots between transactions.
 A batch that fails is retried table by table, in halves, until the rows that cannot be written
 stand alone; those are dropped, logged, and reported by the next ``flush()`` as
 ``WarehouseWriteError``. Decisions go in with a plain ``INSERT`` (their event ids are new);
-the retry uses ``INSERT OR IGNORE``, so a decision logged twice keeps its first row.
+the retry uses ``INSERT OR IGNORE``, so a decision logged twice keeps its first row. The
+candidates they list go to ``decision_arms`` in the same transaction, each once: those the
+writer has not written yet, with ``INSERT OR IGNORE`` (a restart forgets which it wrote).
 """
 
 from __future__ import annotations
@@ -183,7 +185,7 @@ class Writer:
             if len(buf.decision_tail) >= DECISION_CHUNK:
                 # Converted here, on the caller's thread (under the lock, so that the chunk
                 # lands in this batch): ~2 ms per chunk under route_load, 0.3 ms in a quiet
-                # process. The writer thread converting ~600 rows at once took 10-30 ms of
+                # process, when decisions still carried their candidates' features. The writer thread converting ~600 rows at once took 10-30 ms of
                 # CPU under that load, holding the GIL in C calls of a few ms each, and the
                 # event loop's requests waited behind it (route_load, 2026-11-23).
                 buf.decision_chunks.append(decision_chunk(buf.decision_tail))
