@@ -31,9 +31,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from datetime import datetime
 
-import pydantic_core
-
-from warehouse.convert import ArmRef, arm_ref, joined_context
+from warehouse.convert import ArmRef, arm_ref, compact_json, joined_context
 from warehouse.models import Endpoint, LiveStat
 
 Value = float | str
@@ -368,14 +366,8 @@ class Arm:
         """``(arm_id, endpoint id, features JSON)``: this arm's ``decision_arms`` row, which
         every decision listing it refers to by ``arm_id`` (``warehouse.convert.stored_parts``)."""
         if not self._ref:  # same value if two threads race here
-            self._ref.append(arm_ref(self.endpoint_id, _compact(self.features)))
+            self._ref.append(arm_ref(self.endpoint_id, compact_json(self.features)))
         return self._ref[0]
-
-
-def _compact(mapping: Mapping[str, Value]) -> str:
-    # pydantic-core's encoder: the same JSON as json.dumps (NaN included) in a fifth of the
-    # time; it runs for every decision logged, on the router's thread
-    return pydantic_core.to_json(mapping).decode()
 
 
 class LoggedContext(Mapping[str, Value]):
@@ -424,12 +416,12 @@ class LoggedContext(Mapping[str, Value]):
     def stored_parts(self) -> tuple[str, tuple[ArmRef, ...]]:
         """The JSON text of the request's own keys and the candidates' ``decision_arms``
         rows: the mapping as the warehouse stores it (``warehouse.convert.stored_parts``)."""
-        return _compact(self._features), self._refs
+        return compact_json(self._features), self._refs
 
     def json_text(self) -> str:
         """The mapping as compact JSON in its whole stored form, the candidates nested under
         ``"a"`` (``warehouse.convert.stored_context``)."""
-        return joined_context(_compact(self._features), [(r[1], r[2]) for r in self._refs])
+        return joined_context(compact_json(self._features), [(r[1], r[2]) for r in self._refs])
 
 
 class ArmCache:
