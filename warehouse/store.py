@@ -449,13 +449,11 @@ class Warehouse:
     def _decisions_where(self, where: str, params: list[object]) -> list[Decision]:
         """The committed decisions ``d`` matching ``where``, whole: their candidates read from
         ``decision_arms`` (one read for all of them; each candidate parsed once)."""
-        cur = self._cursor()
-        rel = cur.sql(f"SELECT d.* FROM decisions AS d WHERE {where}", params=params)
-        rows = rel.to_arrow_table().to_pylist() if rel is not None else []
-        ids = sorted({i for r in rows for i in (r.get("arms") or ())})
+        rows = self._dicts(f"SELECT d.* FROM decisions AS d WHERE {where}", params)
+        ids = list({i for r in rows for i in (r.get("arms") or ())})
         arms: dict[int, tuple[str, dict[str, object]]] = {}
         if ids:
-            found = cur.execute(
+            found = self._cursor().execute(
                 "SELECT arm_id, endpoint_id, features FROM decision_arms "
                 "WHERE arm_id IN (SELECT unnest(?::BIGINT[]))", [ids]
             ).fetchall()
