@@ -185,9 +185,10 @@ class Writer:
             if len(buf.decision_tail) >= DECISION_CHUNK:
                 # Converted here, on the caller's thread (under the lock, so that the chunk
                 # lands in this batch): ~2 ms per chunk under route_load, 0.3 ms in a quiet
-                # process, when decisions still carried their candidates' features. The writer thread converting ~600 rows at once took 10-30 ms of
-                # CPU under that load, holding the GIL in C calls of a few ms each, and the
-                # event loop's requests waited behind it (route_load, 2026-11-23).
+                # process, when decisions still carried their candidates' features. The
+                # writer thread converting ~600 rows at once took 10-30 ms of CPU under that
+                # load, holding the GIL in C calls of a few ms each, and the event loop's
+                # requests waited behind it (route_load, 2026-11-23).
                 buf.decision_chunks.append(decision_chunk(buf.decision_tail))
                 buf.decision_tail = []
 
