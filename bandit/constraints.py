@@ -28,7 +28,7 @@ from typing import Protocol
 
 from bandit.errors import NoCandidateError
 from bandit.reward import blended_price
-from bandit.router_string import Objective
+from bandit.router_string import Objective, Threshold
 from warehouse.models import Endpoint, LiveStat
 
 
@@ -66,6 +66,44 @@ def _error_rate(stat: LiveStat) -> float:
     return stat.error_rate_ewma if stat.error_rate_ewma is not None else stat.error_rate
 
 
+def _size_or_price(e: Endpoint, prompt_tokens: int, max_tokens: int, max_price: float | None,
+                   th_price: Threshold | None) -> str | None:
+    """Checks 3 and 4, the only ones that depend on the size of the request."""
+    need = prompt_tokens + max_tokens
+    if e.context_window < need:
+        return f"context window {e.context_window} < {need} tokens"
+    if max_price is not None or th_price is not None:
+        price = blended_price(e.price_in_per_mtok, e.price_out_per_mtok, prompt_tokens, max_tokens)
+        if max_price is not None and price > max_price:
+            return f"price {price:.4g} USD/Mtok above the request's {max_price:g}"
+        if th_price is not None and not th_price.allows(price):
+            return f"price {price:.4g} USD/Mtok fails the router's {th_price}"
+    return None
+
+
+def size_and_price_pass(
+    endpoints: Iterable[Endpoint],
+    *,
+    objective: Objective,
+    prompt_tokens: int,
+    max_tokens: int,
+    limits: Limits,
+    min_context_window: int | None = None,
+) -> bool:
+    """True when no endpoint fails the context window or price checks for a request of this
+    size: ``screen``'s outcome then does not depend on the size, and one screening serves every
+    request with the same objective and limits. ``min_context_window`` (the catalog's smallest)
+    skips the loop for requests without a price limit that fit every window."""
+    max_price = limits.max_price_per_mtok
+    th_price = objective.threshold("c")
+    if max_price is None and th_price is None and min_context_window is not None:
+        return prompt_tokens + max_tokens <= min_context_window
+    return all(
+        _size_or_price(e, prompt_tokens, max_tokens, max_price, th_price) is None
+        for e in endpoints
+    )
+
+
 def screen(
     endpoints: Iterable[Endpoint],
     *,
@@ -82,7 +120,6 @@ def screen(
     """Split endpoints into allowed (sorted by id) and rejected-with-reason."""
     limits = limits or Limits()
     cooldowns = cooldowns or {}
-    need = prompt_tokens + max_tokens
     max_price = limits.max_price_per_mtok
     th_price = objective.threshold("c")
     th_err = objective.threshold("err")
@@ -92,7 +129,6 @@ def screen(
 
     lists = bool(limits.allow is not None or limits.deny or o.endpoints or o.models or o.providers
                  or o.skip_endpoints or o.skip_models or o.skip_providers)
-    priced = max_price is not None or th_price is not None
 
     def reason(e: Endpoint) -> str | None:
         eid = e.id
@@ -100,16 +136,9 @@ def screen(
             why = listed(e)
             if why is not None:
                 return why
-        if e.context_window < need:
-            return f"context window {e.context_window} < {need} tokens"
-        if priced:
-            price = blended_price(
-                e.price_in_per_mtok, e.price_out_per_mtok, prompt_tokens, max_tokens
-            )
-            if max_price is not None and price > max_price:
-                return f"price {price:.4g} USD/Mtok above the request's {max_price:g}"
-            if th_price is not None and not th_price.allows(price):
-                return f"price {price:.4g} USD/Mtok fails the router's {th_price}"
+        why = _size_or_price(e, prompt_tokens, max_tokens, max_price, th_price)
+        if why is not None:
+            return why
         until = cooldowns.get(eid)
         if until is not None and until > now:
             return f"cooling down until {until.isoformat()}"

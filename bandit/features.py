@@ -29,8 +29,9 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from bandit.errors import NoCandidateError
 from warehouse.convert import ArmRef, arm_ref, compact_json, joined_context
 from warehouse.models import Endpoint, LiveStat
 
@@ -370,6 +371,47 @@ class Arm:
         return self._ref[0]
 
 
+class Candidates(tuple[Arm, ...]):
+    """Arms in canonical order (sorted by endpoint id, each once), with what every decision
+    over them reuses: their ids, their VW action lines joined and checked, their logged
+    features and ``decision_arms`` rows, and their ranking figures.
+
+    ``RouterService`` keeps one while the catalog, the live stats and the cooldowns stand (a
+    fraction of a second to seconds), so a decision does not redo this for every candidate.
+    It is a tuple of its arms, so policies take it wherever they take a sequence of arms.
+
+    >>> arms = [Arm.build(e, {"model": e[0], "provider": "p"}) for e in ("b@p", "a@p")]
+    >>> Candidates(arms).ids
+    ('a@p', 'b@p')
+    """
+
+    ids: tuple[str, ...]
+    lines: tuple[str, ...]
+    action_text: str
+    logged: tuple[Mapping[str, Value], ...]
+    refs: tuple[ArmRef, ...]
+    figures: tuple[tuple[float, float, float | None, float | None], ...]
+
+    def __new__(cls, arms: Iterable[Arm]) -> Candidates:
+        ordered = sorted(arms, key=lambda a: a.endpoint_id)
+        if not ordered:
+            raise NoCandidateError("no candidate endpoint to choose from")
+        for prev, cur in zip(ordered, ordered[1:], strict=False):
+            if prev.endpoint_id == cur.endpoint_id:
+                raise ValueError(f"endpoint {cur.endpoint_id!r} offered twice")
+        lines = tuple(a.line for a in ordered)
+        if any("\n" in line or "\r" in line for line in lines):
+            raise ValueError("an example line must not contain a newline")
+        self = super().__new__(cls, ordered)
+        self.ids = tuple(a.endpoint_id for a in ordered)
+        self.lines = lines
+        self.action_text = "\n".join(lines)
+        self.logged = tuple(a.logged for a in ordered if a.logged)
+        self.refs = tuple(a.logged_ref for a in ordered if a.logged)
+        self.figures = tuple(a.figures for a in ordered)
+        return self
+
+
 class LoggedContext(Mapping[str, Value]):
     """A decision's flattened context (``p.*``, ``r.*`` and ``a.<endpoint id>.*`` keys),
     kept cheap for a router deciding a thousand times a second.
@@ -388,8 +430,11 @@ class LoggedContext(Mapping[str, Value]):
 
     def __init__(self, features: Mapping[str, Value], arms: Sequence[Arm]) -> None:
         self._features = features
-        self._logged = tuple(arm.logged for arm in arms if arm.logged)
-        self._refs = tuple(arm.logged_ref for arm in arms if arm.logged)
+        if type(arms) is Candidates:
+            self._logged, self._refs = arms.logged, arms.refs
+        else:
+            self._logged = tuple(arm.logged for arm in arms if arm.logged)
+            self._refs = tuple(arm.logged_ref for arm in arms if arm.logged)
         self._merged: dict[str, Value] | None = None
 
     def _dict(self) -> dict[str, Value]:
@@ -435,6 +480,16 @@ class ArmCache:
 
     def __init__(self) -> None:
         self._arms: dict[str, tuple[Endpoint, LiveStat | None, float, Arm]] = {}
+
+    @classmethod
+    def next_step(cls, stat: LiveStat | None, now: datetime) -> datetime | None:
+        """When the arm made from ``stat`` at ``now`` is next made afresh, its age having
+        moved to the next step (``None``: never, without samples)."""
+        newest = stat.newest_at if stat is not None else None
+        if newest is None:
+            return None
+        age = max(0.0, (now - newest).total_seconds())
+        return newest + timedelta(seconds=(age // cls.AGE_STEP_S + 1) * cls.AGE_STEP_S)
 
     def get(self, endpoint: Endpoint, stat: LiveStat | None, now: datetime) -> Arm:
         newest = stat.newest_at if stat is not None else None

@@ -47,9 +47,10 @@ from typing import ClassVar
 
 from bandit.checkpoint import JsonDict, read_checkpoint, write_checkpoint
 from bandit.config import DEFAULT_MAX_PROMPT_FEATURES, BanditConfig
-from bandit.errors import ModelStateError, NoCandidateError
+from bandit.errors import ModelStateError
 from bandit.features import (
     Arm,
+    Candidates,
     Context,
     LoggedContext,
     arms_from_context,
@@ -156,15 +157,10 @@ new_event_id = _EventIds()
 os.register_at_fork(after_in_child=new_event_id.reset)
 
 
-def canonical(arms: Sequence[Arm]) -> list[Arm]:
-    """Arms sorted by endpoint id; ``ValueError`` on a repeated id, ``NoCandidateError`` if none."""
-    if not arms:
-        raise NoCandidateError("no candidate endpoint to choose from")
-    ordered = sorted(arms, key=lambda a: a.endpoint_id)
-    for prev, cur in zip(ordered, ordered[1:], strict=False):
-        if prev.endpoint_id == cur.endpoint_id:
-            raise ValueError(f"endpoint {cur.endpoint_id!r} offered twice")
-    return ordered
+def canonical(arms: Sequence[Arm]) -> Candidates:
+    """Arms sorted by endpoint id; ``ValueError`` on a repeated id, ``NoCandidateError`` if none
+    (``Candidates`` are canonical already)."""
+    return arms if type(arms) is Candidates else Candidates(arms)
 
 
 def _clean_pmf(pmf: Sequence[float], n: int) -> list[float]:
@@ -198,16 +194,18 @@ def epsilon_greedy(n: int, best: int, epsilon: float) -> list[float]:
     return pmf
 
 
-def _live_score(arm: Arm, weights: tuple[float, float, float, float], tokens_in: int,
-                tokens_out: int) -> float:
-    """Expected reward without quality, from logged prices and live p50s (ranks fallbacks;
-    higher is better; unknown latencies count as 1 s and 50 ms)."""
+def _live_costs(arms: Candidates, weights: tuple[float, float, float, float], tokens_in: int,
+                tokens_out: int) -> list[float]:
+    """Each arm's expected cost without quality, from logged prices and live p50s (ranks
+    fallbacks; lower is better; unknown latencies count as 1 s and 50 ms)."""
     _, c, t, i = weights
-    price_in, price_out, ttft, itl = arm.figures
-    price = (tokens_in * price_in + tokens_out * price_out) / max(1, tokens_in + tokens_out)
-    ttft_ms = 1000.0 if ttft is None else ttft
-    itl_ms = 50.0 if itl is None else itl
-    return -(c * price + t * ttft_ms + i * itl_ms)
+    n = max(1, tokens_in + tokens_out)
+    return [
+        c * ((tokens_in * price_in + tokens_out * price_out) / n)
+        + t * (1000.0 if ttft is None else ttft)
+        + i * (50.0 if itl is None else itl)
+        for price_in, price_out, ttft, itl in arms.figures
+    ]
 
 
 def config_of(params: JsonDict, policy: str) -> BanditConfig:
@@ -268,8 +266,10 @@ class Policy(ABC):
         chosen = ordered[k].endpoint_id
         weights = context.objective.weights
         tin, tout = context.prompt_tokens, context.max_tokens
-        rest = [j for j in range(len(ordered)) if j != k]
-        rest.sort(key=lambda j: (-pmf[j], -_live_score(ordered[j], weights, tin, tout), j))
+        # the rest ranked by probability, then expected cost, then id
+        costs = _live_costs(ordered, weights, tin, tout)
+        rest = [j for _, _, j in sorted(zip([-p for p in pmf], costs, range(len(ordered))))
+                if j != k]
         ctx = LoggedContext(context.features, ordered)
         event_id = new_event_id()
         self._remember(event_id, context, ordered)
@@ -278,7 +278,7 @@ class Policy(ABC):
             created_at=context.created_at,
             router=context.router,
             context=ctx,
-            candidates=tuple(a.endpoint_id for a in ordered),
+            candidates=ordered.ids,
             probabilities=tuple(pmf),
             chosen=chosen,
             chosen_prob=pmf[k],
@@ -488,7 +488,10 @@ class VWPolicy(Policy):
         return VWPolicy(self.config)
 
     def _pull(self, context: RouteContext, arms: Sequence[Arm]) -> list[float]:
-        pmf = self.model.predict(context.line, [a.line for a in arms])
+        if type(arms) is Candidates:  # the action lines joined and checked once per set
+            pmf = self.model.predict_joined(context.line, arms.action_text, len(arms))
+        else:
+            pmf = self.model.predict(context.line, [a.line for a in arms])
         if not all(math.isfinite(p) and p >= 0.0 for p in pmf) or abs(sum(pmf) - 1.0) > 1e-3:
             # a corrupted model must not stop routing: explore uniformly and say so loudly
             self.invalid_predictions += 1
@@ -497,7 +500,8 @@ class VWPolicy(Policy):
         return pmf
 
     def _remember(self, event_id: str, context: RouteContext, arms: Sequence[Arm]) -> None:
-        self._recent[event_id] = (context.line, tuple(a.line for a in arms))  # untracked by gc
+        lines = arms.lines if type(arms) is Candidates else tuple(a.line for a in arms)
+        self._recent[event_id] = (context.line, lines)  # untracked by gc
         if len(self._recent) > RECENT_EXAMPLES:
             self._recent.popitem(last=False)
 

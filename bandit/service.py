@@ -40,10 +40,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bandit.config import BanditConfig, PastWindowPolicy
-from bandit.constraints import Limits, LiveStatsSource, screen
+from bandit.constraints import Limits, LiveStatsSource, Screening, screen, size_and_price_pass
 from bandit.errors import FeedbackWindowError, UnknownEventError
 from bandit.checkpoint import write_checkpoint
-from bandit.features import ArmCache
+from bandit.features import ArmCache, Candidates
 from bandit.policy import Policy, RouteContext, VWPolicy
 from bandit.trained import TrainedPolicy, make_policy
 from bandit.reward import QualityMeans, compute_reward, expected_reward, labelled_action
@@ -72,6 +72,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SWEEP_INTERVAL_S = 5.0
+MAX_KEPT_CANDIDATES = 256  # screenings kept at once (distinct objectives and limits)
+FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -131,6 +133,11 @@ class RouterService:
         self._lock = threading.RLock()
         self._checkpointing = threading.Lock()
         self._arms = ArmCache()
+        # (objective, limits, cooldowns) -> (from, until, screening, arms): see _candidates
+        self._kept: dict[tuple[object, ...], tuple[datetime, datetime, Screening, Candidates]] = {}
+        self._kept_version: tuple[object, int] | None = None
+        self._catalog_version = 0
+        self._min_window = min(e.context_window for e in self.endpoints)
         self._pending: dict[str, _Pending] = {}
         # ids of pending events still held whole, oldest first (see _compact)
         self._whole: deque[str] = deque()
@@ -144,6 +151,8 @@ class RouterService:
         """Replace the catalog (e.g. after a reload)."""
         with self._lock:
             self.endpoints = list(endpoints)
+            self._catalog_version += 1
+            self._min_window = min((e.context_window for e in self.endpoints), default=0)
 
     def route(self, request: RouteRequest) -> RouteResult:
         """Decide which endpoint serves ``request``; ``NoCandidateError`` if none may."""
@@ -171,20 +180,8 @@ class RouterService:
             if shadow is None:
                 raise ValueError("shadow mode needs a default endpoint (request or config)")
         with self._lock:
-            screening = screen(
-                self.endpoints,
-                objective=objective,
-                now=now,
-                prompt_tokens=context.prompt_tokens,
-                max_tokens=max_tokens,
-                live=self.live,
-                cooldowns=self.cooldowns,
-                limits=limits,
-                max_error_rate=self.config.max_error_rate,
-                min_error_samples=self.config.min_error_samples,
-            )
-            allowed = screening.require()
-            arms = [self._arms.get(e, self.live.get(e.id), now) for e in allowed]
+            screening, arms = self._candidates(objective, limits, now, context.prompt_tokens,
+                                               max_tokens)
             decision = self.policy.pull(
                 context, arms, max_fallbacks=self.config.max_fallbacks, shadow_endpoint=shadow
             )
@@ -192,10 +189,10 @@ class RouterService:
             self._whole.append(decision.event_id)
         self.warehouse.add_decision(decision)
         serve = shadow or decision.chosen
-        by_id = {a.endpoint_id: a for a in arms}
+        served_arm = next((a for a in arms if a.endpoint_id == serve), None)
         endpoint = next((e for e in self.endpoints if e.id == serve), None)
         exp = expected_reward(
-            by_id[serve].features if serve in by_id else {},
+            served_arm.features if served_arm is not None else {},
             objective,
             prompt_tokens=context.prompt_tokens,
             max_tokens=max_tokens,
@@ -210,8 +207,59 @@ class RouterService:
             expected_cost_usd=endpoint.cost_usd(context.prompt_tokens, max_tokens)
             if endpoint is not None
             else 0.0,
-            rejected=screening.rejected,
+            rejected=dict(screening.rejected),
         )
+
+    def _candidates(self, objective: Objective, limits: Limits, now: datetime,
+                    prompt_tokens: int, max_tokens: int) -> tuple[Screening, Candidates]:
+        """The screening of the catalog and the allowed endpoints' arms. Lock held.
+
+        Both depend on the request only through its objective and limits, unless a price or
+        the context window rejects an endpoint for its size (then they are made afresh). So
+        they are kept, per objective and limits, while the catalog, the live stats (their
+        ``version``) and the cooldowns stay the same, and until the next age step of an arm or
+        end of a cooldown: a decision then skips screening the catalog endpoint by endpoint
+        and looking up their arms."""
+        live_version = getattr(self.live, "version", None)
+        cacheable = live_version is not None and size_and_price_pass(
+            self.endpoints,
+            objective=objective,
+            prompt_tokens=prompt_tokens,
+            max_tokens=max_tokens,
+            limits=limits,
+            min_context_window=self._min_window,
+        )
+        cooling = tuple(self.cooldowns.items()) if self.cooldowns else ()
+        key = (objective, limits, cooling)
+        if cacheable:
+            if self._kept_version != (live_version, self._catalog_version):
+                self._kept.clear()
+                self._kept_version = (live_version, self._catalog_version)
+            kept = self._kept.get(key)
+            if kept is not None and kept[0] <= now < kept[1]:
+                return kept[2], kept[3]
+        screening = screen(
+            self.endpoints,
+            objective=objective,
+            now=now,
+            prompt_tokens=prompt_tokens,
+            max_tokens=max_tokens,
+            live=self.live,
+            cooldowns=self.cooldowns,
+            limits=limits,
+            max_error_rate=self.config.max_error_rate,
+            min_error_samples=self.config.min_error_samples,
+        )
+        allowed = screening.require()
+        stats = [self.live.get(e.id) for e in allowed]
+        arms = Candidates(self._arms.get(e, st, now) for e, st in zip(allowed, stats, strict=True))
+        if cacheable:
+            ends = [t for st in stats if (t := ArmCache.next_step(st, now)) is not None]
+            ends += [until for _, until in cooling if until > now]
+            if len(self._kept) >= MAX_KEPT_CANDIDATES:
+                self._kept.clear()
+            self._kept[key] = (now, min(ends, default=FAR_FUTURE), screening, arms)
+        return screening, arms
 
     # -- outcomes and feedback -----------------------------------------------------------
     def record_outcome(self, result: ProbeResult, *, store: bool = True) -> OutcomeStatus:

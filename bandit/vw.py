@@ -114,12 +114,22 @@ class VWModel(_Locked):
     def predict(self, shared: str, actions: Sequence[str]) -> list[float]:
         """The PMF over ``actions`` (same order) for this shared context."""
         _check_lines(shared, actions)
-        text = shared + "\n" + "\n".join(actions)
-        with self._lock, self._parsed(text, len(actions)) as ec:
+        return self._predict(shared + "\n" + "\n".join(actions), len(actions))
+
+    def predict_joined(self, shared: str, actions_text: str, n_actions: int) -> list[float]:
+        """``predict`` with the ``n_actions`` action lines already joined by newlines and
+        checked (``bandit.features.Candidates``); the shared line is checked here."""
+        if n_actions < 1:
+            raise NoCandidateError("no action lines: VW is never called with zero actions")
+        _check_lines(shared, ("",))
+        return self._predict(shared + "\n" + actions_text, n_actions)
+
+    def _predict(self, text: str, n_actions: int) -> list[float]:
+        with self._lock, self._parsed(text, n_actions) as ec:
             self._ws.predict_multi(ec)
             pmf = list(ec[0].get_action_scores())
-        if len(pmf) != len(actions):
-            raise ModelStateError(f"VW returned {len(pmf)} probabilities for {len(actions)}")
+        if len(pmf) != n_actions:
+            raise ModelStateError(f"VW returned {len(pmf)} probabilities for {n_actions}")
         return pmf
 
     def learn(

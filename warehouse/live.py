@@ -144,6 +144,9 @@ class LiveStats:
         self._lock = threading.Lock()
         self._state: dict[str, _Endpoint] = {}
         self._stats: dict[str, LiveStat] = {}
+        #: Counts changes of the figures: equal versions, same ``LiveStat`` objects (the
+        #: router keeps what it derived from them until this moves).
+        self.version = 0
 
     # -- reads: no computation -----------------------------------------------------------
     def get(self, endpoint_id: str) -> LiveStat | None:
@@ -207,12 +210,14 @@ class LiveStats:
                 if st.heap and st.heap[0][0] < cutoff:
                     self._expire(st, cutoff)
                     self._stats[endpoint_id] = self._snapshot(endpoint_id, st)
+                    self.version += 1
 
     def clear(self) -> None:
         """Forget every sample."""
         with self._lock:
             self._state.clear()
             self._stats.clear()
+            self.version += 1
 
     # -- internals (lock held) -------------------------------------------------------------
     def _ingest(self, groups: dict[str, list[_Item]]) -> None:
@@ -224,6 +229,7 @@ class LiveStats:
             self._add_items(st, items, cutoff)
             self._expire(st, cutoff)
             self._stats[endpoint_id] = self._snapshot(endpoint_id, st)
+        self.version += 1
 
     def _add_items(self, st: _Endpoint, items: list[_Item], cutoff: float) -> None:
         # Hot path: state in locals, written back once.

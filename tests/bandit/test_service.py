@@ -377,3 +377,51 @@ def test_a_failed_checkpoint_keeps_its_learned_ids_for_the_next(tmp_path: Path,
     path = svc.checkpoint()  # the folder can be made now
     assert d.event_id in Policy.read_extra(path)["learned_ids"]  # type: ignore[operator]
     svc.policy.close()
+
+
+def test_kept_screening_follows_stats_cooldowns_age_catalog_and_size(
+    tmp_path: Path, warehouse: Warehouse, clock: Clock
+) -> None:
+    """With the warehouse's live stats, one screening serves many requests: every change that
+    could alter it (live stats, a cooldown starting or ending, an arm's age step, the catalog,
+    a request too large for a window or above a price) gives what a fresh screening gives."""
+    cooldowns: dict[str, datetime] = {}
+    svc = _service(tmp_path, warehouse, clock, cooldowns=cooldowns, live=warehouse.live)
+    all_three = ("big@alpha", "small@beta", "tiny@gamma")
+
+    def route(**kw: object) -> tuple[tuple[str, ...], dict[str, str], dict[str, object]]:
+        res = svc.route(RouteRequest(**{"prompt": "hi", "max_tokens": 10, **kw}))
+        return res.decision.candidates, res.rejected, dict(res.decision.context)
+
+    warehouse.add_probe(_ok("", "small@beta"))
+    cands, rejected, ctx = route()
+    assert cands == all_three and rejected == {}
+    assert ctx["a.small@beta.age_s"] == 0.0 and route()[0] == all_three
+
+    clock.advance(10.5)  # the arm's age steps: its logged features follow
+    assert route()[2]["a.small@beta.age_s"] == 10.0
+
+    cooldowns["small@beta"] = clock.now + timedelta(seconds=30)  # a cooldown starts ...
+    cands, rejected, _ = route()
+    assert cands == ("big@alpha", "tiny@gamma") and "cooling down" in rejected["small@beta"]
+    clock.advance(31)  # ... and ends by the clock alone
+    assert route()[0] == all_three
+
+    for _ in range(6):  # new live stats: big@alpha fails now
+        warehouse.add_probe(ProbeResult(endpoint_id="big@alpha", started_at=clock.now,
+                                        outcome=Outcome.HTTP_5XX, source=Source.PROBE))
+    cands, rejected, _ = route()
+    assert cands == ("small@beta", "tiny@gamma") and "failing" in rejected["big@alpha"]
+
+    # the size of a request: too large for tiny@gamma's window, then small again
+    cands, rejected, _ = route(prompt_tokens=5_000)
+    assert cands == ("small@beta",) and "context window" in rejected["tiny@gamma"]
+    assert route()[0] == ("small@beta", "tiny@gamma")
+    # a price threshold that rejects one endpoint for this size, then none
+    cands, rejected, _ = route(router="router@q:1|c<1")
+    assert cands == ("tiny@gamma",) and "price" in rejected["small@beta"]
+    assert route(router="router@q:1|c<100")[0] == ("small@beta", "tiny@gamma")
+
+    svc.set_endpoints([e for e in _endpoints() if e.id != "tiny@gamma"])  # a new catalog
+    assert route()[0] == ("small@beta",)
+    svc.policy.close()
