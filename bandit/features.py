@@ -269,15 +269,25 @@ def shared_line(ctx: Mapping[str, Value]) -> str:
     def num(key: str) -> float:
         return _num_of(ctx, key)
 
-    angle = 2.0 * math.pi * num("r.hour") / 24.0
-    q, c, t, i = (num(k) for k in ("r.q", "r.c", "r.t", "r.i"))
+    return (
+        f"shared {prompt_namespaces(ctx)}{_time_namespace(num('r.hour'))}"
+        f"{_weights_namespace(num('r.q'), num('r.c'), num('r.t'), num('r.i'))}"
+    )
+
+
+@lru_cache(maxsize=1024)
+def _time_namespace(hour: float) -> str:
+    # the hour is logged to 4 decimals: consecutive requests share it, and this text
+    angle = 2.0 * math.pi * hour / 24.0
+    return f" |T hs:{_num(math.sin(angle))} hc:{_num(math.cos(angle))}"
+
+
+@lru_cache(maxsize=1024)
+def _weights_namespace(q: float, c: float, t: float, i: float) -> str:
+    # one text per objective
     scale = reward_scale(q, c, t, i) or 1.0
     w = (q / scale, c * PRICE_REF_PER_MTOK / scale, t * TTFT_REF_MS / scale, i * ITL_REF_MS / scale)
-    return (
-        f"shared {prompt_namespaces(ctx)}"
-        f" |T hs:{_num(math.sin(angle))} hc:{_num(math.cos(angle))}"
-        f" |W q:{_num(w[0])} c:{_num(w[1])} t:{_num(w[2])} i:{_num(w[3])}"
-    )
+    return f" |W q:{_num(w[0])} c:{_num(w[1])} t:{_num(w[2])} i:{_num(w[3])}"
 
 
 def action_line(endpoint_id: str, feats: Mapping[str, Value]) -> str:

@@ -163,11 +163,23 @@ def canonical(arms: Sequence[Arm]) -> Candidates:
     return arms if type(arms) is Candidates else Candidates(arms)
 
 
+def _pmf_total(pmf: Sequence[float]) -> float | None:
+    """The exact sum of ``pmf``, or ``None`` unless every value is finite and >= 0 (in C: an
+    infinite or NaN value makes the sum so, or ``fsum`` raise)."""
+    try:
+        total = math.fsum(pmf)
+    except (ValueError, OverflowError):
+        return None
+    if not math.isfinite(total) or (pmf and min(pmf) < 0.0):
+        return None
+    return total
+
+
 def _clean_pmf(pmf: Sequence[float], n: int) -> list[float]:
     """Validate a PMF (finite, >= 0, sums to 1 within tolerance) and renormalise it."""
-    if len(pmf) != n or not all(math.isfinite(p) and p >= 0.0 for p in pmf):
+    total = _pmf_total(pmf) if len(pmf) == n else None
+    if total is None:
         raise ModelStateError(f"invalid probabilities {list(pmf)!r} for {n} candidates")
-    total = math.fsum(pmf)
     if abs(total - 1.0) > PMF_TOLERANCE or total <= 0.0:
         raise ModelStateError(f"probabilities sum to {total}, not 1")
     return [p / total for p in pmf]
@@ -492,7 +504,8 @@ class VWPolicy(Policy):
             pmf = self.model.predict_joined(context.line, arms.action_text, len(arms))
         else:
             pmf = self.model.predict(context.line, [a.line for a in arms])
-        if not all(math.isfinite(p) and p >= 0.0 for p in pmf) or abs(sum(pmf) - 1.0) > 1e-3:
+        total = _pmf_total(pmf)
+        if total is None or abs(total - 1.0) > 1e-3:
             # a corrupted model must not stop routing: explore uniformly and say so loudly
             self.invalid_predictions += 1
             log.error("VW returned an invalid PMF %r; routing uniformly", pmf)
