@@ -53,6 +53,7 @@ class Screening:
 
     allowed: list[Endpoint]
     rejected: dict[str, str] = field(default_factory=dict)
+    listed: frozenset[str] = frozenset()  # rejected by an allow, deny or router list
 
     def require(self) -> list[Endpoint]:
         """The allowed endpoints, or ``NoCandidateError`` naming every rejection."""
@@ -81,7 +82,8 @@ def _size_or_price(e: Endpoint, prompt_tokens: int, max_tokens: int, max_price: 
     return None
 
 
-def size_and_price_pass(
+def screen_size(
+    base: Screening,
     endpoints: Iterable[Endpoint],
     *,
     objective: Objective,
@@ -89,19 +91,32 @@ def size_and_price_pass(
     max_tokens: int,
     limits: Limits,
     min_context_window: int | None = None,
-) -> bool:
-    """True when no endpoint fails the context window or price checks for a request of this
-    size: ``screen``'s outcome then does not depend on the size, and one screening serves every
-    request with the same objective and limits. ``min_context_window`` (the catalog's smallest)
-    skips the loop for requests without a price limit that fit every window."""
+) -> Screening:
+    """``screen`` of a request of this size, from ``base``, the same endpoints screened with
+    ``sizes=False`` (one such screening serves every request with the same objective and
+    limits). ``base`` itself when no endpoint fails the context window or price checks;
+    otherwise their reasons replace those of the later checks, as in ``screen``.
+    ``min_context_window`` (the catalog's smallest) skips the loop for requests without a
+    price limit that fit every window."""
     max_price = limits.max_price_per_mtok
     th_price = objective.threshold("c")
     if max_price is None and th_price is None and min_context_window is not None:
-        return prompt_tokens + max_tokens <= min_context_window
-    return all(
-        _size_or_price(e, prompt_tokens, max_tokens, max_price, th_price) is None
+        if prompt_tokens + max_tokens <= min_context_window:
+            return base
+    failed = {
+        e.id: why
         for e in endpoints
-    )
+        if e.id not in base.listed
+        and (why := _size_or_price(e, prompt_tokens, max_tokens, max_price, th_price)) is not None
+    }
+    if not failed:
+        return base
+    rejected = {}
+    for e in endpoints:
+        why = failed.get(e.id) or base.rejected.get(e.id)
+        if why is not None:
+            rejected[e.id] = why
+    return Screening([e for e in base.allowed if e.id not in failed], rejected, base.listed)
 
 
 def screen(
@@ -116,8 +131,10 @@ def screen(
     limits: Limits | None = None,
     max_error_rate: float = 0.5,
     min_error_samples: int = 5,
+    sizes: bool = True,
 ) -> Screening:
-    """Split endpoints into allowed (sorted by id) and rejected-with-reason."""
+    """Split endpoints into allowed (sorted by id) and rejected-with-reason; without
+    ``sizes``, checks 3 and 4 are left to ``screen_size``."""
     limits = limits or Limits()
     cooldowns = cooldowns or {}
     max_price = limits.max_price_per_mtok
@@ -136,9 +153,10 @@ def screen(
             why = listed(e)
             if why is not None:
                 return why
-        why = _size_or_price(e, prompt_tokens, max_tokens, max_price, th_price)
-        if why is not None:
-            return why
+        if sizes:
+            why = _size_or_price(e, prompt_tokens, max_tokens, max_price, th_price)
+            if why is not None:
+                return why
         until = cooldowns.get(eid)
         if until is not None and until > now:
             return f"cooling down until {until.isoformat()}"
@@ -183,11 +201,14 @@ def screen(
 
     allowed: list[Endpoint] = []
     rejected: dict[str, str] = {}
+    listed_ids: set[str] = set()
     for e in endpoints:
         why = reason(e)
         if why is None:
             allowed.append(e)
         else:
             rejected[e.id] = why
+            if lists and listed(e) is not None:
+                listed_ids.add(e.id)
     allowed.sort(key=lambda e: e.id)
-    return Screening(allowed, rejected)
+    return Screening(allowed, rejected, frozenset(listed_ids))

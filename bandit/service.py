@@ -40,10 +40,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bandit.config import BanditConfig, PastWindowPolicy
-from bandit.constraints import Limits, LiveStatsSource, Screening, screen, size_and_price_pass
+from bandit.constraints import Limits, LiveStatsSource, Screening, screen, screen_size
 from bandit.errors import FeedbackWindowError, UnknownEventError
 from bandit.checkpoint import write_checkpoint
-from bandit.features import ArmCache, Candidates
+from bandit.features import Arm, ArmCache, Candidates
 from bandit.policy import Policy, RouteContext, VWPolicy
 from bandit.trained import TrainedPolicy, make_policy
 from bandit.reward import QualityMeans, compute_reward, expected_reward, labelled_action
@@ -73,7 +73,36 @@ log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SWEEP_INTERVAL_S = 5.0
 MAX_KEPT_CANDIDATES = 256  # screenings kept at once (distinct objectives and limits)
+MAX_KEPT_OBJECTIVES = 1024  # parsed router strings kept
 FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+
+
+class _Kept:
+    """A screening without the size checks and its allowed endpoints' arms, valid from
+    ``start`` until ``end`` (see ``RouterService._candidates``), with the ``Candidates`` of
+    every subset the size checks left so far."""
+
+    __slots__ = ("start", "end", "screening", "_arms", "_sets")
+
+    def __init__(self, start: datetime, end: datetime, screening: Screening,
+                 arms: list[Arm]) -> None:
+        self.start, self.end, self.screening = start, end, screening
+        self._arms = arms
+        self._sets: dict[tuple[str, ...] | None, Candidates] = {}
+
+    def candidates(self, screening: Screening) -> Candidates:
+        """The arms of ``screening.allowed``, this screening's or one the size checks made
+        from it (``NoCandidateError`` when none is allowed)."""
+        allowed = screening.require()
+        key = None if screening is self.screening else tuple(e.id for e in allowed)
+        cands = self._sets.get(key)
+        if cands is None:
+            ids = {e.id for e in allowed}
+            cands = Candidates(a for a in self._arms if a.endpoint_id in ids)
+            if len(self._sets) >= MAX_KEPT_CANDIDATES:
+                self._sets.clear()
+            self._sets[key] = cands
+        return cands
 
 
 @dataclass(slots=True)
@@ -128,13 +157,14 @@ class RouterService:
         self.live = live if live is not None else warehouse.live
         self.clock = clock
         self.default_objective = parse_router(config.default_router)
+        self._objectives: dict[str, Objective] = {}
         self.quality = QualityMeans()
         self._window = timedelta(seconds=config.feedback_window_s)
         self._lock = threading.RLock()
         self._checkpointing = threading.Lock()
         self._arms = ArmCache()
-        # (objective, limits, cooldowns) -> (from, until, screening, arms): see _candidates
-        self._kept: dict[tuple[object, ...], tuple[datetime, datetime, Screening, Candidates]] = {}
+        # (objective, limits, cooldowns) -> what _candidates keeps
+        self._kept: dict[tuple[object, ...], _Kept] = {}
         self._kept_version: tuple[object, int] | None = None
         self._catalog_version = 0
         self._min_window = min(e.context_window for e in self.endpoints)
@@ -158,7 +188,12 @@ class RouterService:
         """Decide which endpoint serves ``request``; ``NoCandidateError`` if none may."""
         now = self.clock()
         router = request.router or self.config.default_router
-        objective = parse_router(router, self.default_objective)
+        objective = self._objectives.get(router)
+        if objective is None:  # parsed once per router string (a few distinct ones, usually)
+            objective = parse_router(router, self.default_objective)
+            if len(self._objectives) >= MAX_KEPT_OBJECTIVES:
+                self._objectives.clear()
+            self._objectives[router] = objective
         max_tokens = request.max_tokens or self.config.default_max_tokens
         context = RouteContext.build(
             request.prompt,
@@ -214,14 +249,48 @@ class RouterService:
                     prompt_tokens: int, max_tokens: int) -> tuple[Screening, Candidates]:
         """The screening of the catalog and the allowed endpoints' arms. Lock held.
 
-        Both depend on the request only through its objective and limits, unless a price or
-        the context window rejects an endpoint for its size (then they are made afresh). So
-        they are kept, per objective and limits, while the catalog, the live stats (their
-        ``version``) and the cooldowns stay the same, and until the next age step of an arm or
-        end of a cooldown: a decision then skips screening the catalog endpoint by endpoint
-        and looking up their arms."""
+        Apart from the context window and price checks (``screen_size``, per request), both
+        depend on the request only through its objective and limits. So they are kept, per
+        objective and limits, while the catalog, the live stats (their ``version``) and the
+        cooldowns stay the same, and until the next age step of an arm or end of a cooldown:
+        a decision then skips screening the catalog endpoint by endpoint and looking up their
+        arms. The arms left when the size or price rejects some are kept with them."""
         live_version = getattr(self.live, "version", None)
-        cacheable = live_version is not None and size_and_price_pass(
+        cooling = tuple(self.cooldowns.items()) if self.cooldowns else ()
+        key = (objective, limits, cooling)
+        kept = None
+        if live_version is not None:
+            if self._kept_version != (live_version, self._catalog_version):
+                self._kept.clear()
+                self._kept_version = (live_version, self._catalog_version)
+            kept = self._kept.get(key)
+            if kept is not None and not kept.start <= now < kept.end:
+                kept = None
+        if kept is None:
+            base = screen(
+                self.endpoints,
+                objective=objective,
+                now=now,
+                prompt_tokens=prompt_tokens,
+                max_tokens=max_tokens,
+                live=self.live,
+                cooldowns=self.cooldowns,
+                limits=limits,
+                max_error_rate=self.config.max_error_rate,
+                min_error_samples=self.config.min_error_samples,
+                sizes=False,
+            )
+            stats = [self.live.get(e.id) for e in base.allowed]
+            arms = [self._arms.get(e, st, now) for e, st in zip(base.allowed, stats, strict=True)]
+            ends = [t for st in stats if (t := ArmCache.next_step(st, now)) is not None]
+            ends += [until for _, until in cooling if until > now]
+            kept = _Kept(now, min(ends, default=FAR_FUTURE), base, arms)
+            if live_version is not None:
+                if len(self._kept) >= MAX_KEPT_CANDIDATES:
+                    self._kept.clear()
+                self._kept[key] = kept
+        screening = screen_size(
+            kept.screening,
             self.endpoints,
             objective=objective,
             prompt_tokens=prompt_tokens,
@@ -229,37 +298,7 @@ class RouterService:
             limits=limits,
             min_context_window=self._min_window,
         )
-        cooling = tuple(self.cooldowns.items()) if self.cooldowns else ()
-        key = (objective, limits, cooling)
-        if cacheable:
-            if self._kept_version != (live_version, self._catalog_version):
-                self._kept.clear()
-                self._kept_version = (live_version, self._catalog_version)
-            kept = self._kept.get(key)
-            if kept is not None and kept[0] <= now < kept[1]:
-                return kept[2], kept[3]
-        screening = screen(
-            self.endpoints,
-            objective=objective,
-            now=now,
-            prompt_tokens=prompt_tokens,
-            max_tokens=max_tokens,
-            live=self.live,
-            cooldowns=self.cooldowns,
-            limits=limits,
-            max_error_rate=self.config.max_error_rate,
-            min_error_samples=self.config.min_error_samples,
-        )
-        allowed = screening.require()
-        stats = [self.live.get(e.id) for e in allowed]
-        arms = Candidates(self._arms.get(e, st, now) for e, st in zip(allowed, stats, strict=True))
-        if cacheable:
-            ends = [t for st in stats if (t := ArmCache.next_step(st, now)) is not None]
-            ends += [until for _, until in cooling if until > now]
-            if len(self._kept) >= MAX_KEPT_CANDIDATES:
-                self._kept.clear()
-            self._kept[key] = (now, min(ends, default=FAR_FUTURE), screening, arms)
-        return screening, arms
+        return screening, kept.candidates(screening)
 
     # -- outcomes and feedback -----------------------------------------------------------
     def record_outcome(self, result: ProbeResult, *, store: bool = True) -> OutcomeStatus:

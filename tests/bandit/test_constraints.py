@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from bandit.constraints import Limits, screen
+from bandit.constraints import Limits, screen, screen_size
 from bandit.errors import NoCandidateError
 from bandit.router_string import parse_router
 from warehouse.models import Endpoint, LiveStat
@@ -85,3 +87,36 @@ def test_request_price_limit_and_unknown_ttft_passes() -> None:
     s = _screen("router@t:1|ttft<100", limits=Limits(max_price_per_mtok=5.0), prompt_tokens=10,
                 max_tokens=10)
     assert "b@y" in s.rejected and "a@x" not in s.rejected
+
+
+@given(
+    router=st.sampled_from(["router@t:1", "router@t:1|c<5", "router@q:1|c<15|skip_endpoints:a@x",
+                            "router@t:1|providers:x,z", "router@c:1|err<0.2"]),
+    prompt_tokens=st.integers(0, 9_000),
+    max_tokens=st.integers(1, 2_000),
+    max_price=st.one_of(st.none(), st.floats(0.0, 30.0)),
+    deny=st.sets(st.sampled_from([e.id for e in CATALOG]), max_size=2),
+    cooling=st.sets(st.sampled_from([e.id for e in CATALOG]), max_size=2),
+)
+def test_size_checks_on_a_kept_screening_give_the_full_screening(
+    router: str, prompt_tokens: int, max_tokens: int, max_price: float | None, deny: set[str],
+    cooling: set[str],
+) -> None:
+    """``screen_size`` over one screening made without the size checks (what the router keeps
+    for every request with the same objective and limits) equals ``screen`` of the request."""
+    objective = parse_router(router)
+    limits = Limits(deny=frozenset(deny), max_price_per_mtok=max_price)
+    live = Live(d=LiveStat(endpoint_id="d@x", samples=10, error_rate=0.9),
+                e=LiveStat(endpoint_id="e@w", samples=10, error_rate=0.3))
+    common: dict[str, object] = {
+        "objective": objective, "now": NOW, "prompt_tokens": prompt_tokens,
+        "max_tokens": max_tokens, "live": live, "limits": limits,
+        "cooldowns": {eid: NOW + timedelta(seconds=5) for eid in cooling},
+    }
+    full = screen(CATALOG, **common)  # type: ignore[arg-type]
+    base = screen(CATALOG, **common, sizes=False)  # type: ignore[arg-type]
+    sized = screen_size(base, CATALOG, objective=objective, prompt_tokens=prompt_tokens,
+                        max_tokens=max_tokens, limits=limits,
+                        min_context_window=min(e.context_window for e in CATALOG))
+    assert [e.id for e in sized.allowed] == [e.id for e in full.allowed]
+    assert sized.rejected == full.rejected and sized.listed == full.listed
