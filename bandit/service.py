@@ -233,7 +233,7 @@ class RouterService:
             max_tokens=max_tokens,
             config=self.config,
         )
-        return RouteResult(
+        return RouteResult.model_construct(  # the service's own values: nothing to validate
             decision=decision,
             endpoint=serve,
             fallbacks=decision.fallbacks,

@@ -77,7 +77,8 @@ class BanditRouter:
         return format_router(objective)
 
     async def route(self, query: RouteQuery) -> RoutePlan:
-        request = BanditRouteRequest(
+        # built from values the HTTP schemas validated already: no second validation
+        request = BanditRouteRequest.model_construct(
             prompt=prompt_text(query.messages),
             router=self._router(query),
             max_tokens=query.max_tokens,
