@@ -256,7 +256,9 @@ class RouterService:
         a decision then skips screening the catalog endpoint by endpoint and looking up their
         arms. The arms left when the size or price rejects some are kept with them."""
         live_version = getattr(self.live, "version", None)
-        cooling = tuple(self.cooldowns.items()) if self.cooldowns else ()
+        cooldowns = self.cooldowns
+        # .get, not .items(): another thread may end a cooldown meanwhile
+        cooling = tuple((e, t) for e in list(cooldowns) if (t := cooldowns.get(e)) is not None)
         key = (objective, limits, cooling)
         kept = None
         if live_version is not None:
