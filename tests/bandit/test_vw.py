@@ -37,7 +37,9 @@ def test_fast_path_matches_the_public_workspace_api() -> None:
         public.learn([shared, *labelled])
     for _ in range(50):
         shared, actions = _example(rng)
-        assert ours.predict(shared, actions) == public.predict([shared, *actions])
+        expected = public.predict([shared, *actions])
+        assert ours.predict(shared, actions) == expected
+        assert ours.predict_joined(shared, "\n".join(actions), len(actions)) == expected
     assert ours.weights_json() == public.json_weights()
     public.finish()
     ours.close()
@@ -50,6 +52,10 @@ def test_zero_actions_never_reach_vw() -> None:
             m.predict("shared |S a", [])
         with pytest.raises(NoCandidateError):
             m.learn("shared |S a", [], chosen=0, cost=0.1, prob=0.5)
+        with pytest.raises(NoCandidateError):
+            m.predict_joined("shared |S a", "", 0)
+        with pytest.raises(ValueError, match="parsed 3 lines, expected 4"):  # refused whole
+            m.predict_joined("shared |S a", "|A x\n|A y", 2 + 1)
         assert len(m.predict("shared |S a", ["|A x"])) == 1  # still alive
 
 
@@ -73,6 +79,8 @@ def test_malformed_lines_are_refused() -> None:
             m.predict("shared |S a\n|A z", ["|A x"])
         with pytest.raises(ValueError):
             m.predict("|S not shared", ["|A x"])
+        with pytest.raises(ValueError):
+            m.predict_joined("shared |S a\n|A z", "|A x", 1)
         with pytest.raises(ValueError):
             m.learn("shared |S a", ["|A x"], chosen=3, cost=0.1, prob=0.5)
 
