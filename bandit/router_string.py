@@ -169,6 +169,12 @@ def parse_router(text: str, default: Objective | None = None) -> Objective:
     """
     if not isinstance(text, str):
         raise RouterStringError(f"a router string must be a str, got {type(text).__name__}")
+    return _parse_router(text, default)
+
+
+@lru_cache(maxsize=1024)
+def _parse_router(text: str, default: Objective | None) -> Objective:
+    # pure, and objectives are frozen: a router parses each string once (errors are not kept)
     weights, lists, thresholds = _parse(text)
     if not weights:
         if default is None:

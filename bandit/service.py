@@ -73,7 +73,6 @@ log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SWEEP_INTERVAL_S = 5.0
 MAX_KEPT_CANDIDATES = 256  # screenings kept at once (distinct objectives and limits)
-MAX_KEPT_OBJECTIVES = 1024  # parsed router strings kept
 FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
 
 
@@ -157,7 +156,6 @@ class RouterService:
         self.live = live if live is not None else warehouse.live
         self.clock = clock
         self.default_objective = parse_router(config.default_router)
-        self._objectives: dict[str, Objective] = {}
         self.quality = QualityMeans()
         self._window = timedelta(seconds=config.feedback_window_s)
         self._lock = threading.RLock()
@@ -188,12 +186,7 @@ class RouterService:
         """Decide which endpoint serves ``request``; ``NoCandidateError`` if none may."""
         now = self.clock()
         router = request.router or self.config.default_router
-        objective = self._objectives.get(router)
-        if objective is None:  # parsed once per router string (a few distinct ones, usually)
-            objective = parse_router(router, self.default_objective)
-            if len(self._objectives) >= MAX_KEPT_OBJECTIVES:
-                self._objectives.clear()
-            self._objectives[router] = objective
+        objective = parse_router(router, self.default_objective)
         max_tokens = request.max_tokens or self.config.default_max_tokens
         context = RouteContext.build(
             request.prompt,
@@ -276,7 +269,7 @@ class RouterService:
                 prompt_tokens=prompt_tokens,
                 max_tokens=max_tokens,
                 live=self.live,
-                cooldowns=self.cooldowns,
+                cooldowns=cooldowns,
                 limits=limits,
                 max_error_rate=self.config.max_error_rate,
                 min_error_samples=self.config.min_error_samples,
