@@ -381,6 +381,12 @@ class Arm:
         return self._ref[0]
 
 
+def check_example_lines(lines: Iterable[str]) -> None:
+    """``ValueError`` when a VW example line holds a newline (VW would read two lines)."""
+    if any("\n" in line or "\r" in line for line in lines):
+        raise ValueError("an example line must not contain a newline")
+
+
 class Candidates(tuple[Arm, ...]):
     """Arms in canonical order (sorted by endpoint id, each once), with what every decision
     over them reuses: their ids, their VW action lines joined and checked, their logged
@@ -410,8 +416,7 @@ class Candidates(tuple[Arm, ...]):
             if prev.endpoint_id == cur.endpoint_id:
                 raise ValueError(f"endpoint {cur.endpoint_id!r} offered twice")
         lines = tuple(a.line for a in ordered)
-        if any("\n" in line or "\r" in line for line in lines):
-            raise ValueError("an example line must not contain a newline")
+        check_example_lines(lines)
         self = super().__new__(cls, ordered)
         self.ids = tuple(a.endpoint_id for a in ordered)
         self.lines = lines

@@ -30,6 +30,7 @@ from pathlib import Path
 import vowpalwabbit
 
 from bandit.errors import ModelStateError, NoCandidateError
+from bandit.features import check_example_lines
 
 COST_LIMIT = 100.0  # |cost| above this is refused: costs are scaled to about [-1, 1]
 
@@ -42,13 +43,17 @@ def validate_label(cost: float, prob: float) -> None:
         raise ValueError(f"probability must be in (0, 1], got {prob!r}")
 
 
+def _check_shared(shared: str) -> None:
+    if not shared.startswith("shared "):
+        raise ValueError("the shared line must start with 'shared '")
+    check_example_lines((shared,))
+
+
 def _check_lines(shared: str, actions: Sequence[str]) -> None:
     if not actions:
         raise NoCandidateError("no action lines: VW is never called with zero actions")
-    if not shared.startswith("shared "):
-        raise ValueError("the shared line must start with 'shared '")
-    if "\n" in shared or "\r" in shared or any("\n" in a or "\r" in a for a in actions):
-        raise ValueError("an example line must not contain a newline")
+    _check_shared(shared)
+    check_example_lines(actions)
 
 
 class _Locked:
@@ -121,7 +126,7 @@ class VWModel(_Locked):
         checked (``bandit.features.Candidates``); the shared line is checked here."""
         if n_actions < 1:
             raise NoCandidateError("no action lines: VW is never called with zero actions")
-        _check_lines(shared, ("",))
+        _check_shared(shared)
         return self._predict(shared + "\n" + actions_text, n_actions)
 
     def _predict(self, text: str, n_actions: int) -> list[float]:
