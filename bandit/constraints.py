@@ -148,11 +148,8 @@ def screen(
                  or o.skip_endpoints or o.skip_models or o.skip_providers)
 
     def reason(e: Endpoint) -> str | None:
+        """Checks 3-7 (``listed`` is checked first, by the loop below)."""
         eid = e.id
-        if lists:
-            why = listed(e)
-            if why is not None:
-                return why
         if sizes:
             why = _size_or_price(e, prompt_tokens, max_tokens, max_price, th_price)
             if why is not None:
@@ -203,12 +200,14 @@ def screen(
     rejected: dict[str, str] = {}
     listed_ids: set[str] = set()
     for e in endpoints:
-        why = reason(e)
+        why = listed(e) if lists else None
+        if why is not None:
+            listed_ids.add(e.id)
+        else:
+            why = reason(e)
         if why is None:
             allowed.append(e)
         else:
             rejected[e.id] = why
-            if lists and listed(e) is not None:
-                listed_ids.add(e.id)
     allowed.sort(key=lambda e: e.id)
     return Screening(allowed, rejected, frozenset(listed_ids))
