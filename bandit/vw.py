@@ -15,6 +15,17 @@ Examples are parsed with the Workspace's own parser and passed to ``predict_mult
 ``learn_multi`` directly: the same C++ calls ``Workspace.predict``/``learn`` end in, without
 the Python ``Example`` wrappers, which cost three times the parse itself (measured: 20 actions,
 26 us instead of 82 us). ``tests/bandit/test_vw.py`` checks both paths give the same PMFs.
+
+``predict_joined`` goes further: the router sends the same action lines (a kept
+``bandit.features.Candidates``) with request after request, so their parsed examples are kept,
+per joined text, and only the shared line is parsed per prediction. VW merges the shared
+features into the action examples for a prediction and takes them out again afterwards
+(its ``shared_feature_merger``), so the kept examples come back unchanged: the PMFs are the
+same bit for bit as parsing everything afresh (tested, with learning in between, for
+epsilon-greedy and SquareCB; also seen for cover, bag, softmax, RND and RegCB). Kept
+examples are finished together with a shared example when they drop out of the
+``MAX_KEPT_ACTION_SETS`` most recently used, or when the model closes. Learning always parses
+its example afresh: VW changes the examples it learns from.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import math
 import os
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +45,8 @@ from bandit.errors import ModelStateError, NoCandidateError
 from bandit.features import check_example_lines
 
 COST_LIMIT = 100.0  # |cost| above this is refused: costs are scaled to about [-1, 1]
+MAX_KEPT_ACTION_SETS = 64  # parsed action sets predict_joined keeps (~20 examples each)
+_RELEASE_SHARED = "shared |"  # finishes kept action examples as one whole multi-line example
 
 
 def validate_label(cost: float, prob: float) -> None:
@@ -75,7 +89,11 @@ class _Locked:
         with self._lock:
             if not self._closed:
                 self._closed = True
+                self._release_all()
                 self._ws.finish()
+
+    def _release_all(self) -> None:
+        """Hook: finish examples kept between calls (lock held, before the Workspace ends)."""
 
 
 class VWModel(_Locked):
@@ -101,6 +119,8 @@ class VWModel(_Locked):
                 self._ws = vowpalwabbit.Workspace(f"-i {model_path} --quiet")
         except RuntimeError as exc:
             raise ModelStateError(f"VW could not start with {args!r}: {exc}") from exc
+        # joined action text -> its parsed examples, least recently used first
+        self._kept: OrderedDict[str, list[vowpalwabbit.pyvw.Example]] = OrderedDict()
 
     @contextmanager
     def _parsed(self, text: str, n_actions: int) -> Iterator[list[vowpalwabbit.pyvw.Example]]:
@@ -123,11 +143,57 @@ class VWModel(_Locked):
 
     def predict_joined(self, shared: str, actions_text: str, n_actions: int) -> list[float]:
         """``predict`` with the ``n_actions`` action lines already joined by newlines and
-        checked (``bandit.features.Candidates``); the shared line is checked here."""
+        checked (``bandit.features.Candidates``); the shared line is checked here. The action
+        examples are parsed once per distinct text and kept (see the module docstring)."""
         if n_actions < 1:
             raise NoCandidateError("no action lines: VW is never called with zero actions")
         _check_shared(shared)
-        return self._predict(shared + "\n" + actions_text, n_actions)
+        with self._lock:
+            self._check_open()
+            actions = self._kept_actions(actions_text, n_actions)
+            head = self._ws._parse(shared)
+            try:
+                if len(head) != 1:
+                    raise ValueError(f"VW parsed {len(head)} lines from the shared line")
+                self._ws.predict_multi(head + actions)
+                pmf = list(head[0].get_action_scores())
+            except BaseException:
+                # a failed prediction may leave the action examples changed: never reuse them
+                self._release(self._kept.pop(actions_text))
+                raise
+            finally:
+                self._ws._finish_example_multi_ex(head)
+        if len(pmf) != n_actions:
+            raise ModelStateError(f"VW returned {len(pmf)} probabilities for {n_actions}")
+        return pmf
+
+    def _kept_actions(self, text: str, n_actions: int) -> list[vowpalwabbit.pyvw.Example]:
+        """The parsed examples of ``text``, kept from an earlier call or parsed now. Lock held."""
+        actions = self._kept.get(text)
+        if actions is not None:
+            self._kept.move_to_end(text)
+            return actions
+        actions = self._ws._parse(text)
+        if len(actions) != n_actions:
+            self._release(actions)
+            raise ValueError(f"VW parsed {len(actions)} lines, expected {n_actions}")
+        self._kept[text] = actions
+        if len(self._kept) > MAX_KEPT_ACTION_SETS:
+            self._release(self._kept.popitem(last=False)[1])
+        return actions
+
+    def _release(self, actions: list[vowpalwabbit.pyvw.Example]) -> None:
+        """Finish kept action examples, whole, behind a shared example. Lock held."""
+        self._ws._finish_example_multi_ex(self._ws._parse(_RELEASE_SHARED) + actions)
+
+    def _release_all(self) -> None:
+        while self._kept:
+            self._release(self._kept.popitem(last=False)[1])
+
+    @property
+    def kept_action_sets(self) -> int:
+        """How many parsed action sets ``predict_joined`` keeps now."""
+        return len(self._kept)
 
     def _predict(self, text: str, n_actions: int) -> list[float]:
         with self._lock, self._parsed(text, n_actions) as ec:
