@@ -407,6 +407,7 @@ class Candidates(tuple[Arm, ...]):
     logged: tuple[Mapping[str, Value], ...]
     refs: tuple[ArmRef, ...]
     figures: tuple[tuple[float, float, float | None, float | None], ...]
+    _by_id: dict[str, Arm]
 
     def __new__(cls, arms: Iterable[Arm]) -> Candidates:
         ordered = sorted(arms, key=lambda a: a.endpoint_id)
@@ -424,7 +425,12 @@ class Candidates(tuple[Arm, ...]):
         self.logged = tuple(a.logged for a in ordered if a.logged)
         self.refs = tuple(a.logged_ref for a in ordered if a.logged)
         self.figures = tuple(a.figures for a in ordered)
+        self._by_id = dict(zip(self.ids, ordered, strict=True))
         return self
+
+    def arm_of(self, endpoint_id: str) -> Arm | None:
+        """The arm of ``endpoint_id`` (``None``: not a candidate)."""
+        return self._by_id.get(endpoint_id)
 
 
 class LoggedContext(Mapping[str, Value]):

@@ -65,6 +65,7 @@ __all__ = [
     "RecoveryReport",
     "RouteRequest",
     "RouteResult",
+    "Routed",
     "RouterService",
     "WarehouseLike",
 ]
@@ -74,6 +75,29 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SWEEP_INTERVAL_S = 5.0
 MAX_KEPT_CANDIDATES = 256  # screenings kept at once (distinct objectives and limits)
 FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """What ``RouterService.decide`` answers: ``RouteResult``'s values, unvalidated."""
+
+    decision: Decision
+    endpoint: str
+    expected_ttft_ms: float
+    expected_itl_ms: float
+    expected_cost_usd: float
+    rejected: Mapping[str, str]
+
+    def result(self) -> RouteResult:
+        return RouteResult.model_construct(  # the service's own values: nothing to validate
+            decision=self.decision,
+            endpoint=self.endpoint,
+            fallbacks=self.decision.fallbacks,
+            expected_ttft_ms=self.expected_ttft_ms,
+            expected_itl_ms=self.expected_itl_ms,
+            expected_cost_usd=self.expected_cost_usd,
+            rejected=dict(self.rejected),
+        )
 
 
 class _Kept:
@@ -151,6 +175,7 @@ class RouterService:
         self.config = config
         self.warehouse = warehouse
         self.endpoints = list(endpoints)
+        self._by_id = {e.id: e for e in self.endpoints}
         self.policy = policy if policy is not None else make_policy(config)
         self.cooldowns: Mapping[str, datetime] = cooldowns if cooldowns is not None else {}
         self.live = live if live is not None else warehouse.live
@@ -179,32 +204,59 @@ class RouterService:
         """Replace the catalog (e.g. after a reload)."""
         with self._lock:
             self.endpoints = list(endpoints)
+            self._by_id = {e.id: e for e in self.endpoints}
             self._catalog_version += 1
             self._min_window = min((e.context_window for e in self.endpoints), default=0)
 
     def route(self, request: RouteRequest) -> RouteResult:
         """Decide which endpoint serves ``request``; ``NoCandidateError`` if none may."""
-        now = self.clock()
-        router = request.router or self.config.default_router
-        objective = parse_router(router, self.default_objective)
-        max_tokens = request.max_tokens or self.config.default_max_tokens
-        context = RouteContext.build(
+        return self.decide(
             request.prompt,
+            router=request.router,
+            max_tokens=request.max_tokens,
+            prompt_tokens=request.prompt_tokens,
+            allow=request.allow,
+            deny=request.deny,
+            max_price_per_mtok=request.max_price_per_mtok,
+            default_endpoint=request.default_endpoint,
+        ).result()
+
+    def decide(
+        self,
+        prompt: str,
+        *,
+        router: str | None = None,
+        max_tokens: int | None = None,
+        prompt_tokens: int | None = None,
+        allow: Sequence[str] | None = None,
+        deny: Sequence[str] = (),
+        max_price_per_mtok: float | None = None,
+        default_endpoint: str | None = None,
+    ) -> Routed:
+        """``route`` for values validated already (the sidecar's schemas did): the same
+        decision, as plain values, without building and validating a ``RouteRequest`` and a
+        ``RouteResult`` per request."""
+        now = self.clock()
+        router = router or self.config.default_router
+        objective = parse_router(router, self.default_objective)
+        max_tokens = max_tokens or self.config.default_max_tokens
+        context = RouteContext.build(
+            prompt,
             objective=objective,
             router=router,
             now=now,
             max_tokens=max_tokens,
-            prompt_tokens=request.prompt_tokens,
+            prompt_tokens=prompt_tokens,
             max_words=self.config.max_prompt_features,
         )
         limits = Limits(
-            allow=frozenset(request.allow) if request.allow is not None else None,
-            deny=frozenset(request.deny),
-            max_price_per_mtok=request.max_price_per_mtok,
+            allow=frozenset(allow) if allow is not None else None,
+            deny=frozenset(deny),
+            max_price_per_mtok=max_price_per_mtok,
         )
         shadow = None
         if self.config.shadow:
-            shadow = request.default_endpoint or self.config.shadow_endpoint
+            shadow = default_endpoint or self.config.shadow_endpoint
             if shadow is None:
                 raise ValueError("shadow mode needs a default endpoint (request or config)")
         with self._lock:
@@ -215,10 +267,10 @@ class RouterService:
             )
             self._pending[decision.event_id] = _pending(decision, objective.needs_feedback)
             self._whole.append(decision.event_id)
+            endpoint = self._by_id.get(shadow or decision.chosen)
         self.warehouse.add_decision(decision)
         serve = shadow or decision.chosen
-        served_arm = next((a for a in arms if a.endpoint_id == serve), None)
-        endpoint = next((e for e in self.endpoints if e.id == serve), None)
+        served_arm = arms.arm_of(serve)
         exp = expected_reward(
             served_arm.features if served_arm is not None else {},
             objective,
@@ -226,16 +278,15 @@ class RouterService:
             max_tokens=max_tokens,
             config=self.config,
         )
-        return RouteResult.model_construct(  # the service's own values: nothing to validate
+        return Routed(
             decision=decision,
             endpoint=serve,
-            fallbacks=decision.fallbacks,
             expected_ttft_ms=exp.ttft_ms,
             expected_itl_ms=exp.itl_ms,
             expected_cost_usd=endpoint.cost_usd(context.prompt_tokens, max_tokens)
             if endpoint is not None
             else 0.0,
-            rejected=dict(screening.rejected),
+            rejected=screening.rejected,
         )
 
     def _candidates(self, objective: Objective, limits: Limits, now: datetime,

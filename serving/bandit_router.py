@@ -21,7 +21,6 @@ from typing import TypeVar
 from bandit.quality import QualityModel
 from bandit.router_string import format_router, parse_router
 from bandit.service import FeedbackStatus
-from bandit.service import RouteRequest as BanditRouteRequest
 from bandit.service import RouterService as BanditService
 from bandit.trained import TrainedPolicy
 from serving.router import Expected, RoutePlan, RouteQuery
@@ -77,21 +76,20 @@ class BanditRouter:
         return format_router(objective)
 
     async def route(self, query: RouteQuery) -> RoutePlan:
-        # built from values the HTTP schemas validated already: no second validation
-        request = BanditRouteRequest.model_construct(
-            prompt=prompt_text(query.messages),
+        # from values the HTTP schemas validated already: no second validation
+        routed = self.service.decide(  # short and CPU-bound: see the module docstring
+            prompt_text(query.messages),
             router=self._router(query),
             max_tokens=query.max_tokens,
             prompt_tokens=query.prompt_tokens,
             default_endpoint=query.shadow_endpoint,
         )
-        result = self.service.route(request)  # short and CPU-bound: see the module docstring
         expected = Expected(
-            ttft_ms=result.expected_ttft_ms,
-            itl_ms=result.expected_itl_ms,
-            cost_usd=result.expected_cost_usd,
+            ttft_ms=routed.expected_ttft_ms,
+            itl_ms=routed.expected_itl_ms,
+            cost_usd=routed.expected_cost_usd,
         )
-        return RoutePlan(decision=result.decision, expected={result.endpoint: expected})
+        return RoutePlan(decision=routed.decision, expected={routed.endpoint: expected})
 
     async def record_outcome(self, decision: Decision, result: ProbeResult) -> None:
         await self._run(functools.partial(self.service.record_outcome, result, store=False))

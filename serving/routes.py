@@ -11,7 +11,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import lru_cache
 from typing import TypeVar
 
 import pydantic_core
@@ -75,14 +74,28 @@ async def read_json(request: web.Request, model: type[M]) -> M:
         raise Unprocessable(format_validation_error(exc)) from None
 
 
-@lru_cache(maxsize=4096)
+MAX_ENDPOINT_REFS = 4096
+# endpoint id -> (the Endpoint, its reference): kept while the catalog's object for that id
+# stays the same. A cache keyed by the frozen Endpoint itself hashed all its fields on every
+# look-up, four look-ups per /v1/route answer.
+_endpoint_refs: dict[str, tuple[Endpoint, dict[str, str]]] = {}
+
+
 def endpoint_ref(endpoint: Endpoint) -> dict[str, str]:
-    return {
+    """The endpoint as answers name it (shared between answers: never mutate it)."""
+    kept = _endpoint_refs.get(endpoint.id)
+    if kept is not None and kept[0] is endpoint:
+        return kept[1]
+    ref = {
         "id": endpoint.id,
         "base_url": endpoint.base_url,
         "wire_format": endpoint.wire_format.value,
         "model": endpoint.api_model,
     }
+    if len(_endpoint_refs) >= MAX_ENDPOINT_REFS:
+        _endpoint_refs.clear()
+    _endpoint_refs[endpoint.id] = (endpoint, ref)
+    return ref
 
 
 async def find_decision(app: web.Application, event_id: str) -> Decision:

@@ -105,6 +105,33 @@ def test_route_logs_the_decision(tmp_path: Path, warehouse: Warehouse, clock: Cl
     svc.policy.close()
 
 
+def test_expected_figures_are_the_served_endpoints(tmp_path: Path, warehouse: Warehouse,
+                                                    clock: Clock) -> None:
+    """The expected TTFT, ITL and cost are those of the endpoint that serves, and ``decide``
+    (the sidecar's call) answers what ``route`` does."""
+    ttft = {"big@alpha": 900.0, "small@beta": 300.0, "tiny@gamma": 120.0}
+    live = StaticLive({e: LiveStat(endpoint_id=e, samples=20, ttft_ms_p50=t, itl_ms_p50=t / 10)
+                       for e, t in ttft.items()})
+    svc = _service(tmp_path, warehouse, clock, live=live, epsilon=0.5)
+    by_id = {e.id: e for e in _endpoints()}
+    served = set()
+    for k in range(30):
+        res = svc.route(RouteRequest(prompt=f"Question {k}?", max_tokens=100))
+        served.add(res.endpoint)
+        assert res.expected_ttft_ms == ttft[res.endpoint]
+        assert res.expected_itl_ms == ttft[res.endpoint] / 10
+        tokens = res.decision.prompt_tokens
+        assert res.expected_cost_usd == by_id[res.endpoint].cost_usd(tokens, 100)
+        routed = svc.decide(f"Question {k}?", max_tokens=100)
+        again = routed.result()
+        assert again.decision is routed.decision and again.endpoint == routed.endpoint
+        assert again.fallbacks == routed.decision.fallbacks and again.rejected == res.rejected
+        assert again.expected_ttft_ms == ttft[again.endpoint]
+        assert again.expected_cost_usd == by_id[again.endpoint].cost_usd(tokens, 100)
+    assert len(served) > 1  # exploration served more than one endpoint
+    svc.policy.close()
+
+
 def test_constraints_screen_and_no_candidate(tmp_path: Path, warehouse: Warehouse,
                                               clock: Clock) -> None:
     cooldowns = {"small@beta": T0 + timedelta(seconds=60)}

@@ -180,3 +180,18 @@ async def test_endpoints_health_ready_metrics_checkpoint(stack: Stack) -> None:
     ckpt.unlink(missing_ok=True)
     r = await c.post("/v1/admin/checkpoint", headers=auth(ADMIN_TOKEN))
     assert r.status == 200 and ckpt.exists()
+
+
+def test_endpoint_refs_follow_a_reloaded_catalog() -> None:
+    """Answers name an endpoint from a kept reference, kept per id only while the catalog's
+    object for that id is the same: a reload with a new base URL answers with the new one."""
+    from serving.routes import endpoint_ref
+    from warehouse.models import Endpoint
+
+    old = Endpoint(id="m@p", base_url="http://127.0.0.1:1/v1", wire_format="openai",
+                   price_in_per_mtok=1, price_out_per_mtok=2, context_window=1000)
+    assert endpoint_ref(old) is endpoint_ref(old)
+    assert endpoint_ref(old)["base_url"] == "http://127.0.0.1:1/v1"
+    new = old.model_copy(update={"base_url": "http://127.0.0.1:2/v1"})
+    assert endpoint_ref(new) == {"id": "m@p", "base_url": "http://127.0.0.1:2/v1",
+                                 "wire_format": "openai", "model": "m"}
