@@ -83,8 +83,13 @@ def probe(i: int, at: datetime) -> ProbeResult:
 
 
 def lake_rows(wh: Warehouse, table: str) -> int:
+    """Rows in the table's lake files; -1 while the lake replaces a file that was listed (its
+    compaction swaps files in and out: polled again, as by ``wait_for``)."""
     files = [f for f in (wh.lake_dir / table).glob("date=*/part-*.parquet")]
-    return sum(pq.read_metadata(f).num_rows for f in files)
+    try:
+        return sum(pq.read_metadata(f).num_rows for f in files)
+    except FileNotFoundError:
+        return -1
 
 
 def wait_for(condition, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
