@@ -22,7 +22,7 @@ per joined text, and only the shared line is parsed per prediction. VW merges th
 features into the action examples for a prediction and takes them out again afterwards
 (its ``shared_feature_merger``), so the kept examples come back unchanged: the PMFs are the
 same bit for bit as parsing everything afresh (tested, with learning in between, for
-epsilon-greedy and SquareCB; also seen for cover, bag, softmax, RND and RegCB). Kept
+epsilon-greedy, SquareCB and cover; also seen for bag, softmax, RND and RegCB). Kept
 examples are finished together with a shared example when they drop out of the
 ``MAX_KEPT_ACTION_SETS`` most recently used, or when the model closes. Learning always parses
 its example afresh: VW changes the examples it learns from.
