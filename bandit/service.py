@@ -267,9 +267,9 @@ class RouterService:
             )
             self._pending[decision.event_id] = _pending(decision, objective.needs_feedback)
             self._whole.append(decision.event_id)
-            endpoint = self._by_id.get(shadow or decision.chosen)
         self.warehouse.add_decision(decision)
         serve = shadow or decision.chosen
+        endpoint = self._by_id.get(serve)
         served_arm = arms.arm_of(serve)
         exp = expected_reward(
             served_arm.features if served_arm is not None else {},
