@@ -503,24 +503,32 @@ class ArmCache:
         self._arms: dict[str, tuple[Endpoint, LiveStat | None, float, Arm]] = {}
 
     @classmethod
-    def next_step(cls, stat: LiveStat | None, now: datetime) -> datetime | None:
-        """When the arm made from ``stat`` at ``now`` is next made afresh, its age having
-        moved to the next step (``None``: never, without samples)."""
+    def _age_step(cls, stat: LiveStat | None, now: datetime) -> tuple[datetime, int] | None:
+        """The time of ``stat``'s newest sample and its age at ``now`` in whole
+        ``AGE_STEP_S`` steps (``None``: no samples)."""
         newest = stat.newest_at if stat is not None else None
         if newest is None:
             return None
-        age = max(0.0, (now - newest).total_seconds())
-        return newest + timedelta(seconds=(age // cls.AGE_STEP_S + 1) * cls.AGE_STEP_S)
+        return newest, int(max(0.0, (now - newest).total_seconds()) // cls.AGE_STEP_S)
+
+    @classmethod
+    def next_step(cls, stat: LiveStat | None, now: datetime) -> datetime | None:
+        """When the arm made from ``stat`` at ``now`` is next made afresh, its age having
+        moved to the next step (``None``: never, without samples)."""
+        aged = cls._age_step(stat, now)
+        if aged is None:
+            return None
+        newest, step = aged
+        return newest + timedelta(seconds=(step + 1) * cls.AGE_STEP_S)
 
     def get(self, endpoint: Endpoint, stat: LiveStat | None, now: datetime) -> Arm:
-        newest = stat.newest_at if stat is not None else None
-        age = None if newest is None else max(0.0, (now - newest).total_seconds())
-        age_key = -1.0 if age is None else float(int(age // self.AGE_STEP_S))
+        aged = self._age_step(stat, now)
+        age_key = -1.0 if aged is None else float(aged[1])
         hit = self._arms.get(endpoint.id)
         if hit is not None and hit[0] is endpoint and hit[1] is stat and hit[2] == age_key:
             return hit[3]
         feats = action_features(endpoint, stat, now)
-        if age is not None:
+        if aged is not None:
             feats["age_s"] = age_key * self.AGE_STEP_S
         arm = Arm.build(endpoint.id, feats)
         self._arms[endpoint.id] = (endpoint, stat, age_key, arm)
