@@ -253,7 +253,9 @@ def make_big_file(path: Path, rows: int, days: float, end: datetime) -> None:
 def test_rows_stay_durable_within_a_second_while_maintenance_runs(tmp_path: Path) -> None:
     path = tmp_path / "big.duckdb"
     make_big_file(path, 800_000, 1.5, NOW)
-    cfg = WarehouseConfig(path=path, flush_interval_s=0.1, snapshot_interval_s=0.5,
+    # A short flush interval, so that a row's wait is the maintenance's and not the interval's,
+    # and the ~1 s of maintenance on a fast machine still holds dozens of rows.
+    cfg = WarehouseConfig(path=path, flush_interval_s=0.02, snapshot_interval_s=0.5,
                           rollup_slice_rows=100_000)
     latencies: list[float] = []
     with Warehouse(cfg, now=lambda: NOW) as w:
@@ -274,7 +276,7 @@ def test_rows_stay_durable_within_a_second_while_maintenance_runs(tmp_path: Path
             if busy:
                 latencies.append(time.monotonic() - t0)
             i += 1
-            time.sleep(0.05)
+            time.sleep(0.01)
         stats = w.writer_stats()
         rewrites = stats["lake_rewrites"]
     assert len(latencies) >= 10  # the maintenance lasted a while: rollup and lake rewrites
