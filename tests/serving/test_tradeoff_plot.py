@@ -78,7 +78,9 @@ def test_html_switches_axis_and_copies_a_router_string(tmp_path: Path) -> None:
                 "els => els.map(e => e.dataset.router)") == ["router@q:1|t:0.001"]
             assert page.locator("text", has_text="TTFT (ms)").count() == 1
             page.locator("path.star").first.click()
-            assert page.inner_text("#toast") == "copied router@q:1|t:0.001"
+            # the toast follows the clipboard's promise: wait for it (up to 5 s)
+            sync_api.expect(page.locator("#toast")).to_have_text(
+                "copied router@q:1|t:0.001", timeout=5000)
             assert errors == []
         finally:
             browser.close()
