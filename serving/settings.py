@@ -172,6 +172,14 @@ class ServingSettings(CollectorSettings):
         "0.005): shorter keeps the event loop answering while the warehouse writer and the "
         "model thread work.",
     )
+    idle_background_threads: bool = Field(
+        default=True,
+        description="In `switchyard up`, run the warehouse writer and lake threads at idle CPU "
+        "priority (Linux's SCHED_IDLE): the event loop's thread, when it wakes, takes their CPU "
+        "at once instead of waiting behind a batch write. Work that must not wait (a flush, "
+        "the shutdown, rows left behind while the CPUs were saturated) goes to a thread at "
+        "normal priority.",
+    )
     gc_freeze_interval_s: float = Field(
         default=DEFAULT_GC_FREEZE_INTERVAL_S,
         ge=0,

@@ -71,7 +71,7 @@ async def _run(settings: ServingSettings, stop: asyncio.Event, out: TextIO) -> i
     secrets = load_secrets(settings.secrets_file)
     api_keys = {k: v.get_secret_value() for k, v in secrets.items()}
     async with catalog_or_simulator(settings) as catalog:
-        warehouse = Warehouse(settings.warehouse)
+        warehouse = Warehouse(settings.warehouse, idle_threads=settings.idle_background_threads)
         metrics = Metrics(live=warehouse.live.all)
         cooldowns = Cooldowns()
 

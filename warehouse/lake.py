@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from warehouse.migrations import LATEST_VERSION, install_views
+from warehouse.priority import Foreground, make_idle
 from warehouse.schema import LAKE_TABLES, PARTITION_COLUMN
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class Lake:
         connect: Callable[[Path], duckdb.DuckDBPyConnection],
         snapshot_interval_s: float,
         wake_writer: Callable[[], None] = lambda: None,
+        foreground: Foreground | None = None,
     ) -> None:
         self.db_path = db_path.resolve()
         self.dir = lake_dir(self.db_path)
@@ -143,6 +145,7 @@ class Lake:
         self._now = now
         self._connect = connect
         self._wake_writer = wake_writer
+        self.foreground = foreground
         self._lock = threading.Condition()
         # shared with the writer thread (under the lock)
         self._pending: dict[str, list[pa.Table]] = defaultdict(list)
@@ -270,6 +273,8 @@ class Lake:
         return True
 
     def _run(self) -> None:
+        if self.foreground is not None:
+            make_idle()
         if not self._guard(self._setup):
             with self._lock:
                 self._stop = True
@@ -295,8 +300,16 @@ class Lake:
                         self._want = False
                         return
                     self._lock.wait(0.05)
-            last = time.monotonic()
-            self._guard(self._cycle)
+                waited = self._requested > self._done
+            now = time.monotonic()
+            late = now - last > 2 * self.snapshot_interval_s
+            last = now
+            if self.foreground is not None and (waited or late):
+                # Someone waits for this cycle, or this thread, at idle priority, was starved
+                # of CPU (or had nothing to do for a while: then the cycle is small anyway).
+                self.foreground.run(lambda: self._guard(self._cycle))
+            else:
+                self._guard(self._cycle)
 
     def _setup(self) -> None:
         """Write the schema files and the catalog, scan the parts on disk."""

@@ -48,6 +48,7 @@ from warehouse.lake import Lake, catalog_path, export_tables, lake_dir
 from warehouse.live import LiveStats
 from warehouse.migrations import migrate
 from warehouse.models import Decision, Endpoint, Feedback, ProbeResult, utcnow
+from warehouse.priority import Foreground
 from warehouse.retention import retention_steps
 from warehouse.rollup import MinuteRollup, epoch_us, from_epoch_us
 
@@ -99,7 +100,9 @@ class Warehouse:
     ``open()`` (or ``await start()``, or ``with``/``async with``) creates or migrates the
     file, rebuilds ``live`` from the last ``live_window_s`` of probes and starts the writer;
     ``close()`` writes everything buffered, checkpoints and closes. ``lake=False`` turns the
-    Parquet mirror off (it is on by default).
+    Parquet mirror off (it is on by default). ``idle_threads=True`` runs the writer and lake
+    threads at idle CPU priority where the OS offers it, for a process whose event loop
+    must answer fast (``warehouse.priority``; ``switchyard up`` does).
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class Warehouse:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utcnow,
         lake: bool = True,
+        idle_threads: bool = False,
     ) -> None:
         if not isinstance(config, WarehouseConfig):
             raise ValueError(f"config must be a WarehouseConfig, got {type(config).__name__}")
@@ -116,6 +120,7 @@ class Warehouse:
         self.clock = clock
         self.now = now
         self.lake_enabled = lake
+        self.idle_threads = idle_threads
         self.path = Path(config.path).resolve()
         self.live = LiveStats(
             window_s=config.live_window_s, half_life_s=config.live_half_life_s, now=now
@@ -127,6 +132,7 @@ class Warehouse:
         self._writer: Writer | None = None
         self._rollup: MinuteRollup | None = None
         self._lake: Lake | None = None
+        self._foreground: Foreground | None = None
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursor_lock = threading.Lock()
@@ -181,12 +187,15 @@ class Warehouse:
                 slice_rows=self.config.rollup_slice_rows,
                 returning=self.lake_enabled,
             )
+            if self.idle_threads:  # created here, at this thread's priority
+                self._foreground = Foreground("warehouse-foreground")
             writer = self._writer = Writer(
                 con,
                 flush_interval_s=self.config.flush_interval_s,
                 batch_rows=self.config.batch_rows,
                 clock=self.clock,
                 rollup=self._rollup,
+                foreground=self._foreground,
             )
             if self.lake_enabled:
                 writer.lake = self._lake = Lake(
@@ -196,6 +205,7 @@ class Warehouse:
                     connect=_connect,
                     snapshot_interval_s=self.config.snapshot_interval_s,
                     wake_writer=writer.wake,
+                    foreground=self._foreground,
                 )
             writer.start()
             if self._lake is not None:
@@ -226,6 +236,8 @@ class Warehouse:
             if self._lake is not None:
                 self._lake.stop()  # after the writer: appends what it committed last
                 self._lake.close()
+            if self._foreground is not None:
+                self._foreground.close()
             with self._cursor_lock:
                 for cur in self._cursors:
                     cur.close()
@@ -330,7 +342,9 @@ class Warehouse:
         """Counters of the writer thread: batches, rows and seconds spent writing; maintenance
         steps (rollup slices, retention), their seconds and the longest one (what a flush may
         have waited); the rollup's slices and the raw rows they covered; the lake's cycles,
-        partition rewrites and whether it has work waiting (1.0) or not (0.0)."""
+        partition rewrites and whether it has work waiting (1.0) or not (0.0); with
+        ``idle_threads``, the writer rounds and lake cycles handed to the thread at normal
+        priority (``foreground_runs``)."""
         w = self._w()
         rollup = self._rollup
         lake = self._lake
@@ -344,6 +358,7 @@ class Warehouse:
             "maintenance_steps": w.maintenance_steps,
             "maintenance_seconds": w.maintenance_seconds,
             "max_step_seconds": w.max_step_seconds,
+            "foreground_runs": self._foreground.runs if self._foreground is not None else 0,
             "rollup_steps": rollup.steps if rollup is not None else 0,
             "rollup_rows": rollup.rows_rolled if rollup is not None else 0,
         }

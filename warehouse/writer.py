@@ -14,6 +14,12 @@ that writes them. Jobs handed to ``submit`` run whole, after the pending rows. T
 lake (``warehouse.lake``) runs on its own thread: the writer only hands it committed rows and
 pins its snapshots between transactions.
 
+Given a ``Foreground`` thread, the writer thread runs at idle CPU priority
+(``warehouse.priority``) and hands a round (the commit, then the queued jobs) to that thread
+when the round must not wait: a flush or a job is waited for, the writer is stopping, or the
+rows piled up to ``batch_rows`` or waited ``BEHIND_INTERVALS`` flush intervals, which happens
+when the CPUs were saturated and the idle thread got no time.
+
 A batch that fails is retried table by table, in halves, until the rows that cannot be written
 stand alone; those are dropped, logged, and reported by the next ``flush()`` as
 ``WarehouseWriteError``. Decisions go in with a plain ``INSERT`` (their event ids are new);
@@ -56,6 +62,7 @@ from warehouse.convert import (
 from warehouse.errors import WarehouseClosedError, WarehouseError, WarehouseWriteError
 from warehouse.lake import Lake
 from warehouse.models import Decision, Endpoint, Feedback, ProbeResult
+from warehouse.priority import Foreground, make_idle
 from warehouse.rollup import Changes, MinuteRollup
 
 log = logging.getLogger(__name__)
@@ -64,6 +71,9 @@ Job = Callable[[duckdb.DuckDBPyConnection], object]
 Steps = Generator[Changes | None, None, T]
 #: Seconds the continuous rollup rests after a failed step before it tries again.
 ROLLUP_RETRY_S = 30.0
+#: With a foreground thread, a round goes there when its rows have waited this many flush
+#: intervals since the last round started: the idle writer thread was starved of CPU.
+BEHIND_INTERVALS = 4
 _Inserted = tuple[pa.Table, Changes | None]
 #: Arm ids the writer remembers as stored before it forgets them all (and lets INSERT OR
 #: IGNORE sort them out again): ~60 bytes each.
@@ -117,6 +127,7 @@ class Writer:
         clock: Callable[[], float],
         rollup: MinuteRollup | None = None,
         lake: Lake | None = None,
+        foreground: Foreground | None = None,
     ) -> None:
         self._con = con
         self.flush_interval_s = flush_interval_s
@@ -124,6 +135,7 @@ class Writer:
         self._clock = clock
         self.rollup = rollup
         self.lake = lake
+        self.foreground = foreground
         self._lock = threading.Lock()
         self._done = threading.Condition(self._lock)
         self._wake = threading.Event()
@@ -139,6 +151,8 @@ class Writer:
         # arm ids known to be in decision_arms (writer thread only): not inserted again
         self._stored_arms: set[int] = set()
         self._rollup_rest_until = 0.0
+        self._round_at = clock()  # when the last round began
+        self._flush_waiters = 0
         self._stopping = False
         self._dead = False
         self._thread = threading.Thread(target=self._run, name="warehouse-writer", daemon=True)
@@ -249,9 +263,13 @@ class Writer:
         """Block until every row enqueued before the call is committed."""
         with self._lock:
             target = self._enqueued
+            self._flush_waiters += 1
         self._wake.set()
         with self._done:
-            ok = self._done.wait_for(lambda: self._durable >= target or self._dead, timeout)
+            try:
+                ok = self._done.wait_for(lambda: self._durable >= target or self._dead, timeout)
+            finally:
+                self._flush_waiters -= 1
             if self._durable < target:
                 if not ok:
                     raise WarehouseError(f"flush timed out after {timeout} s")
@@ -299,6 +317,8 @@ class Writer:
 
     # -- the thread ----------------------------------------------------------------------
     def _run(self) -> None:
+        if self.foreground is not None:
+            make_idle()
         try:
             self._loop()
         except BaseException:
@@ -317,8 +337,7 @@ class Writer:
 
     def _loop(self) -> None:
         while True:
-            self._commit_pending()
-            self._run_jobs()
+            self._round()
             self._serve_lake()
             with self._lock:
                 if self._stopping and not (self._buf.rows() or self._jobs or self._steps
@@ -334,6 +353,35 @@ class Writer:
                 if not self._maintain():
                     self._wake.wait(remaining)
             self._wake.clear()
+
+    def _round(self) -> None:
+        """Commit the buffered rows, then run the queued jobs: on this thread, or, when it runs
+        at idle priority (``foreground`` given), on the foreground thread if the round must not
+        wait (see ``warehouse.priority``)."""
+        started = self._clock()
+        fg = self.foreground
+        if fg is not None and self._urgent(started):
+            fg.run(self._commit_and_run_jobs)
+        else:
+            self._commit_and_run_jobs()
+        self._round_at = started
+
+    def _urgent(self, now: float) -> bool:
+        """Someone waits for this round (a flush, a job, the shutdown), or the rows piled up
+        (``batch_rows``) or waited ``BEHIND_INTERVALS`` flush intervals."""
+        with self._lock:
+            rows = self._buf.rows()
+            return bool(
+                self._stopping
+                or self._flush_waiters
+                or self._jobs
+                or rows >= self.batch_rows
+                or (rows and now - self._round_at > BEHIND_INTERVALS * self.flush_interval_s)
+            )
+
+    def _commit_and_run_jobs(self) -> None:
+        self._commit_pending()
+        self._run_jobs()
 
     def _serve_lake(self) -> None:
         lake = self.lake
