@@ -53,6 +53,17 @@ def up_command() -> list[str]:
     return [sys.executable, "-c", script]
 
 
+def idle_threads(pid: int) -> int:
+    """Threads of ``pid`` under SCHED_IDLE."""
+    n = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            n += os.sched_getscheduler(int(tid)) == os.SCHED_IDLE
+        except ProcessLookupError:  # the thread ended meanwhile
+            pass
+    return n
+
+
 @pytest.mark.slow
 async def test_up_serves_then_drains_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
@@ -92,6 +103,13 @@ async def test_up_serves_then_drains_on_sigterm(tmp_path: Path) -> None:
             async with s.get(f"{url}/readyz") as r:
                 ready = await r.json()
                 assert r.status == 200 and ready["endpoints"] >= 8
+            if hasattr(os, "SCHED_IDLE"):
+                # Linux: the warehouse writer and lake threads (and for a moment at start the
+                # short-lived threads they spawn, which inherit their priority)
+                idle_by = time.monotonic() + 20
+                while (idle := idle_threads(proc.pid)) != 2 and time.monotonic() < idle_by:
+                    await asyncio.sleep(0.1)
+                assert idle == 2
             async with s.post(f"{url}/v1/route", json={"prompt": "hi"}, headers=headers) as r:
                 assert r.status == 200
                 event_id = (await r.json())["event_id"]
