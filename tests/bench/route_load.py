@@ -5,11 +5,12 @@
 The sidecar runs as it is deployed, ``switchyard up`` in its own process, with a catalog of 20
 endpoints served by the provider simulator (another process) and the collector probing them in
 the background. This process is the load generator, a lean keep-alive HTTP/1.1 client on
-uvloop that leaves the sidecar as much of the two cores as it can. It is open-loop: request
-``i`` is due at ``t0 + i / rate`` and its latency runs from that due time to the end of its
-response, so a stall on either side is counted, never hidden (the generator's own garbage
-collector is off while it measures, so that it stalls less itself). Requests vary over a few
-prompts and routers.
+uvloop that leaves the sidecar as much of the two cores as it can (~90 us of CPU a request: it
+waits for each due time on a kernel timer, ``Ticker``, and keeps no task per request). It is
+open-loop: request ``i`` is due at ``t0 + i / rate`` and its latency runs from that due time to
+the end of its response, so a stall on either side is counted, never hidden (the generator's
+own garbage collector is off while it measures, so that it stalls less itself). Requests vary
+over a few prompts and routers.
 
 Prints progress, then as its LAST line one JSON object: ``rate_rps`` (responses per second
 achieved), ``p50_ms``, ``p99_ms``, ``p999_ms``, ``max_ms``, ``errors``, ``requests``,
@@ -25,12 +26,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import json
 import os
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import TypeVar
@@ -107,16 +110,21 @@ class HttpError(Exception):
 class _Connection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection with at most one request in flight.
 
-    The generator shares the machine's two cores with the sidecar, so it must be cheap: this
-    reads a response (status line, headers, ``Content-Length`` body) in a few microseconds of
-    Python. With aiohttp's client the generator took ~330 us of CPU per request here, with
-    this one 150-250 (``generator_cpu_us_per_request``)."""
+    The generator shares the machine's two cores with the sidecar, so it must be cheap and must
+    not add delays of its own to what it measures. It keeps no task, future or timer per
+    request: a request is written the moment it is due (``Generator.fire``) and its latency is
+    taken when the last byte of its response is read (``data_received``), a few microseconds of
+    Python each. With aiohttp's client the generator took ~330 us of CPU per request here; with
+    a task, a future and a timer per request 170-390 us (and its own event loop's delays in
+    resuming the task counted as the sidecar's latency)."""
 
-    def __init__(self) -> None:
+    def __init__(self, gen: Generator) -> None:
+        self.gen = gen
         self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
         self.buf = bytearray()
         self.closed = False
+        self.due: float | None = None  # the due time of the request in flight, if any
+        self.sent = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -124,7 +132,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buf += data
         end = self.buf.find(b"\r\n\r\n")
-        if end < 0 or self.waiter is None:
+        if end < 0 or self.due is None:
             return
         head = bytes(self.buf[:end]).decode("latin-1").split("\r\n")
         length = None
@@ -138,70 +146,164 @@ class _Connection(asyncio.Protocol):
                 elif name == "connection" and value.strip().lower() == "close":
                     self.closed = True
         except (IndexError, ValueError):
-            self._fail(HttpError(f"unreadable response head {head[0]!r}"))
+            self.fail()
             return
         if length is None:
-            self._fail(HttpError(f"no Content-Length in {head[0]!r}"))
+            self.fail()
             return
         if len(self.buf) < end + 4 + length:
             return
-        body = bytes(self.buf[end + 4 : end + 4 + length])
         del self.buf[: end + 4 + length]
-        waiter, self.waiter = self.waiter, None
-        if not waiter.done():
-            waiter.set_result((status, body))
+        self.gen.answered(self, status)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._fail(exc or HttpError("connection closed before the response ended"))
+        self.fail()
 
-    def _fail(self, exc: Exception) -> None:
+    def fail(self) -> None:
+        """Close the connection; the request in flight, if any, counts as an error."""
         self.closed = True
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
         if self.transport is not None:
             self.transport.close()
+        if self.due is not None:
+            self.gen.answered(self, None)
 
 
-class Client:
-    """A pool of keep-alive connections to ``host:port`` (one request per connection at a
-    time, as an HTTP/1.1 client without pipelining sends them)."""
+class Generator:
+    """Open-loop requests over a pool of keep-alive connections to ``host:port``, one request
+    per connection at a time (as an HTTP/1.1 client without pipelining sends them).
 
-    def __init__(self, host: str, port: int, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
-        self.host, self.port, self.timeout_s = host, port, timeout_s
+    ``fire(i, due)`` writes request ``i`` now on an idle connection (or on a new one, as soon
+    as it is connected); its latency runs from ``due`` to the end of its answer. A request
+    without a whole answer within ``timeout_s`` of being written is an error (``sweep``)."""
+
+    def __init__(
+        self, host: str, port: int, payloads: list[bytes], timeout_s: float = REQUEST_TIMEOUT_S
+    ) -> None:
+        self.host, self.port, self.payloads, self.timeout_s = host, port, payloads, timeout_s
         self.idle: list[_Connection] = []
+        self.busy: set[_Connection] = set()
         self.all: list[_Connection] = []
+        self.waiting: deque[tuple[int, float]] = deque()  # requests waiting for a connection
+        self.connecting = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.latencies: list[float] = []
+        self.errors = 0
 
-    async def request(self, raw: bytes) -> tuple[int, bytes]:
-        """Send one request; its status and body. ``HttpError`` when no whole answer comes
-        within ``timeout_s`` (the connection is then closed)."""
-        loop = asyncio.get_running_loop()
-        conn = self.idle.pop() if self.idle else None
-        if conn is None:
-            _, conn = await loop.create_connection(_Connection, self.host, self.port)
-            self.all.append(conn)
-        conn.waiter = loop.create_future()
+    @property
+    def outstanding(self) -> int:
+        """Requests fired and not yet answered (or failed)."""
+        return len(self.busy) + len(self.waiting)
+
+    def fire(self, i: int, due: float) -> None:
+        while self.idle:
+            conn = self.idle.pop()
+            if not conn.closed:  # (the sidecar may close an idle connection)
+                self._send(conn, i, due)
+                return
+        self.waiting.append((i, due))
+        if self.connecting < len(self.waiting):
+            self.connecting += 1
+            task = asyncio.get_running_loop().create_task(self._connect())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    def _send(self, conn: _Connection, i: int, due: float) -> None:
+        conn.due, conn.sent = due, time.perf_counter()
+        self.busy.add(conn)
         assert conn.transport is not None
-        conn.transport.write(raw)
-        timer = loop.call_later(
-            self.timeout_s, conn._fail, HttpError(f"no answer within {self.timeout_s:g} s")
-        )
+        conn.transport.write(self.payloads[i % len(self.payloads)])
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            answer = await conn.waiter
-        except BaseException:
-            conn._fail(HttpError("request abandoned"))
-            raise
+            _, conn = await loop.create_connection(lambda: _Connection(self), self.host, self.port)
+        except OSError:
+            if self.waiting:
+                _, due = self.waiting.popleft()
+                self.errors += 1
+                self.latencies.append(time.perf_counter() - due)
+            return
         finally:
-            timer.cancel()
+            self.connecting -= 1
+        self.all.append(conn)
+        self._reuse(conn)
+
+    def answered(self, conn: _Connection, status: int | None) -> None:
+        """``conn``'s request ended: with an HTTP ``status``, or ``None`` when it failed."""
+        due, conn.due = conn.due, None
+        assert due is not None
+        self.latencies.append(time.perf_counter() - due)
+        if status != 200:
+            self.errors += 1
+        self.busy.discard(conn)
         if not conn.closed:
+            self._reuse(conn)
+
+    def _reuse(self, conn: _Connection) -> None:
+        if self.waiting:
+            i, due = self.waiting.popleft()
+            self._send(conn, i, due)
+        else:
             self.idle.append(conn)
-        return answer
+
+    def sweep(self) -> None:
+        """Fail the requests in flight for longer than ``timeout_s``."""
+        late = time.perf_counter() - self.timeout_s
+        for conn in [c for c in self.busy if c.sent < late]:
+            conn.fail()
 
     def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
         for conn in self.all:
             if conn.transport is not None:
                 conn.transport.close()
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+class _Itimerspec(ctypes.Structure):
+    _fields_ = [("it_interval", _Timespec), ("it_value", _Timespec)]
+
+
+class Ticker:
+    """A periodic Linux timer (``timerfd``, through ctypes: ``os.timerfd_create`` needs
+    Python 3.13) that first expires at ``start`` (``time.perf_counter()`` seconds, which count
+    CLOCK_MONOTONIC on Linux) and then every ``period`` seconds; its ``fd`` turns readable.
+
+    The generator waits on it between requests. ``asyncio.sleep`` cannot wait for the next
+    request, due in under a millisecond: uvloop's timers count whole milliseconds, so a sleep
+    of 0.4 ms ends at once and the generator spun, ~19 wake-ups per request and 130-390 us of
+    CPU a request, taken from the sidecar's two cores (and varying from run to run, as the
+    sidecar's p99 did with it); the default loop's selector rounds the wait up to a whole
+    millisecond, and requests would go out late."""
+
+    _CLOCK_MONOTONIC = 1
+    _TFD_NONBLOCK_CLOEXEC = os.O_NONBLOCK | os.O_CLOEXEC  # TFD_* share the O_* values
+    _TFD_TIMER_ABSTIME = 1
+
+    def __init__(self, start: float, period: float) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = libc.timerfd_create(self._CLOCK_MONOTONIC, self._TFD_NONBLOCK_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "timerfd_create failed")
+
+        def spec(seconds: float) -> _Timespec:
+            ns = round(seconds * 1e9)
+            return _Timespec(ns // 1_000_000_000, ns % 1_000_000_000)
+
+        value = _Itimerspec(spec(period), spec(start))  # every period, first at start
+        if libc.timerfd_settime(self.fd, self._TFD_TIMER_ABSTIME, ctypes.byref(value), None):
+            os.close(self.fd)
+            raise OSError(ctypes.get_errno(), "timerfd_settime failed")
+
+    def __enter__(self) -> Ticker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
 
 
 def requests_bytes(host: str, port: int, token: str) -> list[bytes]:
@@ -217,33 +319,30 @@ def requests_bytes(host: str, port: int, token: str) -> list[bytes]:
     return out
 
 
+async def _drain(gen: Generator) -> None:
+    """Wait until every fired request is answered or has failed."""
+    while gen.outstanding:
+        gen.sweep()
+        await asyncio.sleep(0.001)
+
+
 async def load(url: str, token: str, rate: float, duration_s: float) -> dict[str, float | int]:
     """Open-loop load at ``rate`` for ``duration_s``; latencies from each request's due time."""
     parsed = urlsplit(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
-    payloads = requests_bytes(host, port, token)
-    latencies: list[float] = []
-    lags: list[float] = []
-    errors = 0
     clock = time.perf_counter  # uvloop's loop.time() counts whole milliseconds
-    client = Client(host, port)
+    gen = Generator(host, port, requests_bytes(host, port, token))
+    loop = asyncio.get_running_loop()
+    lags: list[float] = []
     try:
-
-        async def one(i: int, due: float) -> None:
-            nonlocal errors
-            try:
-                status, _ = await client.request(payloads[i % len(payloads)])
-                if status != 200:
-                    errors += 1
-            except (HttpError, OSError, ValueError):
-                errors += 1
-            latencies.append(clock() - due)
-
         # warm-up (not measured): connections, caches, VW pages
-        for _ in range(WARMUP_REQUESTS // WARMUP_BATCH):
-            await asyncio.gather(*(one(j, clock()) for j in range(WARMUP_BATCH)))
-        latencies.clear()
-        errors = 0
+        for b in range(WARMUP_REQUESTS // WARMUP_BATCH):
+            now = clock()
+            for j in range(WARMUP_BATCH):
+                gen.fire(b * WARMUP_BATCH + j, now)
+            await _drain(gen)
+        gen.latencies.clear()
+        gen.errors = 0
         # The generator must not stall on its own garbage: a stall here counts as sidecar
         # latency. With its collector on (and every finished task kept, as this file did
         # until 2026-11-23), its full collections walked up to 60,000 tasks and added pauses
@@ -253,27 +352,42 @@ async def load(url: str, token: str, rate: float, duration_s: float) -> dict[str
         gc.disable()
 
         n = int(rate * duration_s)
-        in_flight: set[asyncio.Task[None]] = set()
         t0 = clock() + 0.05
+        fired = loop.create_future()
         i = 0
-        while i < n:
+        next_sweep = t0 + 0.1
+
+        def tick() -> None:  # the timer expired: fire every request now due
+            nonlocal i, next_sweep
+            try:
+                os.read(ticker.fd, 8)
+            except BlockingIOError:
+                return
             now = clock()
             while i < n and t0 + i / rate <= now:
                 due = t0 + i / rate
                 lags.append(now - due)
-                task = asyncio.create_task(one(i, due))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
+                gen.fire(i, due)
                 i += 1
-            if i < n:
-                await asyncio.sleep(max(0.0, t0 + i / rate - clock()))
-        await asyncio.gather(*in_flight)
+            if now >= next_sweep:
+                gen.sweep()
+                next_sweep = now + 0.1
+            if i >= n and not fired.done():
+                fired.set_result(None)
+
+        with Ticker(t0, 1.0 / rate) as ticker:
+            loop.add_reader(ticker.fd, tick)
+            try:
+                await fired
+            finally:
+                loop.remove_reader(ticker.fd)
+        await _drain(gen)
         elapsed = clock() - t0
         gc.enable()
         gc.unfreeze()
     finally:
-        client.close()
-    lat = sorted(latencies)
+        gen.close()
+    lat = sorted(gen.latencies)
     lags.sort()
     return {
         "rate_rps": round(len(lat) / elapsed, 1),
@@ -281,7 +395,7 @@ async def load(url: str, token: str, rate: float, duration_s: float) -> dict[str
         "p99_ms": round(quantile(lat, 0.99) * 1000, 3),
         "p999_ms": round(quantile(lat, 0.999) * 1000, 3),
         "max_ms": round(lat[-1] * 1000, 3) if lat else None,  # type: ignore[dict-item]
-        "errors": errors,
+        "errors": gen.errors,
         "requests": len(lat),
         "duration_s": round(elapsed, 2),
         "client_lag_p99_ms": round(quantile(lags, 0.99) * 1000, 3),
@@ -329,7 +443,9 @@ def main() -> int:
     result["endpoints"] = args.endpoints
     result["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     # all of the sidecar's threads, warm-up included: what one request costs the machine
-    result["sidecar_cpu_us_per_request"] = round(cpu_s / (result["requests"] + WARMUP_REQUESTS) * 1e6)
+    result["sidecar_cpu_us_per_request"] = round(
+        cpu_s / (result["requests"] + WARMUP_REQUESTS) * 1e6
+    )
     # what the sidecar held at its peak: decisions wait in memory for their feedback window
     result["sidecar_peak_rss_mb"] = peak_rss_mb
     # the generator shares the two cores: what it takes is not available to the sidecar
