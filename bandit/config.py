@@ -35,6 +35,7 @@ DEFAULT_FAILURE_ITL_MS = 200.0
 DEFAULT_UNKNOWN_TTFT_MS = 1_000.0
 DEFAULT_UNKNOWN_ITL_MS = 50.0
 DEFAULT_SEED = 0
+DEFAULT_LIVE_REFRESH_S = 0.1
 
 
 class PastWindowPolicy(StrEnum):
@@ -138,6 +139,14 @@ class BanditConfig(BaseModel):
     )
     max_fallbacks: int = Field(
         default=DEFAULT_MAX_FALLBACKS, ge=0, description="Fallback endpoints returned per decision."
+    )
+    live_refresh_s: float = Field(
+        default=DEFAULT_LIVE_REFRESH_S,
+        ge=0,
+        le=60,
+        description="While only the live stats change, the router re-reads them at most this "
+        "often (seconds): through the proxy every finished call changes them. A catalog "
+        "change or a cooldown applies at once; 0 re-reads on every change.",
     )
     max_error_rate: float = Field(
         default=DEFAULT_MAX_ERROR_RATE,

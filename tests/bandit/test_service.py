@@ -411,9 +411,11 @@ def test_kept_screening_follows_stats_cooldowns_age_catalog_and_size(
 ) -> None:
     """With the warehouse's live stats, one screening serves many requests: every change that
     could alter it (live stats, a cooldown starting or ending, an arm's age step, the catalog,
-    a request too large for a window or above a price) gives what a fresh screening gives."""
+    a request too large for a window or above a price) gives what a fresh screening gives.
+    (With ``live_refresh_s=0``: every change of the live stats is read at once.)"""
     cooldowns: dict[str, datetime] = {}
-    svc = _service(tmp_path, warehouse, clock, cooldowns=cooldowns, live=warehouse.live)
+    svc = _service(tmp_path, warehouse, clock, cooldowns=cooldowns, live=warehouse.live,
+                   live_refresh_s=0.0)
     all_three = ("big@alpha", "small@beta", "tiny@gamma")
 
     def route(**kw: object) -> tuple[tuple[str, ...], dict[str, str], dict[str, object]]:
@@ -451,4 +453,41 @@ def test_kept_screening_follows_stats_cooldowns_age_catalog_and_size(
 
     svc.set_endpoints([e for e in _endpoints() if e.id != "tiny@gamma"])  # a new catalog
     assert route()[0] == ("small@beta",)
+    svc.policy.close()
+
+
+def test_live_stats_are_reread_at_most_every_live_refresh_s(
+    tmp_path: Path, warehouse: Warehouse, clock: Clock
+) -> None:
+    """A change of the live stats alone waits until ``live_refresh_s`` has passed since they
+    were last read (the proxy changes them with every call); a cooldown and a new catalog
+    apply at once."""
+    ticks = [100.0]
+    cooldowns: dict[str, datetime] = {}
+    svc = RouterService(_config(tmp_path, live_refresh_s=0.5), warehouse, _endpoints(),
+                        clock=clock, live=warehouse.live, cooldowns=cooldowns,
+                        monotonic=lambda: ticks[0])  # fmt: skip
+    all_three = ("big@alpha", "small@beta", "tiny@gamma")
+
+    def route() -> tuple[str, ...]:
+        return svc.route(RouteRequest(prompt="hi", max_tokens=10)).decision.candidates
+
+    warehouse.add_probe(_ok("", "small@beta"))
+    assert route() == all_three  # the first read
+    for _ in range(6):  # big@alpha fails now ...
+        warehouse.add_probe(ProbeResult(endpoint_id="big@alpha", started_at=clock.now,
+                                        outcome=Outcome.HTTP_5XX, source=Source.PROBE))
+    ticks[0] += 0.4
+    assert route() == all_three  # ... not read yet: 0.4 s since the last read
+    ticks[0] += 0.1
+    assert route() == ("small@beta", "tiny@gamma")  # 0.5 s: read again
+    cooldowns["tiny@gamma"] = clock.now + timedelta(seconds=30)
+    assert route() == ("small@beta",)  # a cooldown applies at once
+    for _ in range(7):  # big@alpha recovers (6 errors in 13) ...
+        warehouse.add_probe(_ok("", "big@alpha"))
+    ticks[0] += 0.1
+    assert route() == ("small@beta",)  # ... not read yet
+    svc.set_endpoints(_endpoints()[:2])  # a new catalog re-reads the live stats at once
+    assert route() == ("big@alpha", "small@beta")
+    assert svc._kept_at == ticks[0]
     svc.policy.close()
