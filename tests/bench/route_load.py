@@ -103,10 +103,6 @@ def quantile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
-class HttpError(Exception):
-    """The sidecar's answer could not be read as one HTTP/1.1 response."""
-
-
 class _Connection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection with at most one request in flight.
 
@@ -275,7 +271,7 @@ class Ticker:
 
     The generator waits on it between requests. ``asyncio.sleep`` cannot wait for the next
     request, due in under a millisecond: uvloop's timers count whole milliseconds, so a sleep
-    of 0.4 ms ends at once and the generator spun, ~19 wake-ups per request and 130-390 us of
+    of 0.4 ms ends at once and the generator spun, ~19 wake-ups per request and 170-390 us of
     CPU a request, taken from the sidecar's two cores (and varying from run to run, as the
     sidecar's p99 did with it); the default loop's selector rounds the wait up to a whole
     millisecond, and requests would go out late."""
