@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from pytest_aiohttp import AiohttpServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "bench"))
 
@@ -62,20 +63,15 @@ class Server:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[tuple[Server, str]]:
+async def server(aiohttp_server: AiohttpServer) -> AsyncIterator[tuple[Server, str]]:
     srv = Server()
     app = web.Application()
     app.router.add_post("/v1/route", srv.route)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    test_server = await aiohttp_server(app)
     try:
-        yield srv, f"http://127.0.0.1:{port}"
+        yield srv, str(test_server.make_url("")).rstrip("/")
     finally:
-        srv.release.set()
-        await runner.cleanup()
+        srv.release.set()  # before the server's own teardown waits for its handlers
 
 
 async def test_open_loop_rate_errors_and_latency_from_the_due_time(
