@@ -64,6 +64,9 @@ class RouteRequest(BaseModel):
     default_endpoint: str | None = Field(
         default=None, description="The caller's default endpoint (serves in shadow mode)."
     )
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="The caller's labels, stored with the decision."
+    )
 
 
 class RouteResult(BaseModel):

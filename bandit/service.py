@@ -223,6 +223,7 @@ class RouterService:
             deny=request.deny,
             max_price_per_mtok=request.max_price_per_mtok,
             default_endpoint=request.default_endpoint,
+            metadata=request.metadata,
         ).result()
 
     def decide(
@@ -236,10 +237,12 @@ class RouterService:
         deny: Sequence[str] = (),
         max_price_per_mtok: float | None = None,
         default_endpoint: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> Routed:
         """``route`` for values validated already (the sidecar's schemas did): the same
         decision, as plain values, without building and validating a ``RouteRequest`` and a
-        ``RouteResult`` per request."""
+        ``RouteResult`` per request. ``metadata`` (the caller's labels) is stored with the
+        decision as given."""
         now = self.clock()
         router = router or self.config.default_router
         objective = parse_router(router, self.default_objective)
@@ -269,6 +272,8 @@ class RouterService:
             decision = self.policy.pull(
                 context, arms, max_fallbacks=self.config.max_fallbacks, shadow_endpoint=shadow
             )
+            if metadata:
+                decision = decision.model_copy(update={"metadata": dict(metadata)})
             self._pending[decision.event_id] = _pending(decision, objective.needs_feedback)
             self._whole.append(decision.event_id)
         self.warehouse.add_decision(decision)

@@ -83,6 +83,7 @@ class BanditRouter:
             max_tokens=query.max_tokens,
             prompt_tokens=query.prompt_tokens,
             default_endpoint=query.shadow_endpoint,
+            metadata=query.metadata,
         )
         expected = Expected(
             ttft_ms=routed.expected_ttft_ms,

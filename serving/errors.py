@@ -169,9 +169,14 @@ def format_validation_error(exc: ValidationError, *, limit: int = MAX_VALIDATION
     parts = []
     errors = exc.errors(include_url=False, include_context=False)
     for err in errors[:limit]:
+        loc, key = err["loc"], None
+        if len(loc) >= 2 and loc[-1] == "[key]":  # pydantic's marker: the mapping key is wrong
+            loc, key = loc[:-2], loc[-2]
         path = ""
-        for item in err["loc"]:
+        for item in loc:
             path += f"[{item}]" if isinstance(item, int) else (("." if path else "") + str(item))
+        if key is not None:
+            path = f"{path or '(body)'} key {json.dumps(str(key), ensure_ascii=False)}"
         message = err["msg"].removeprefix("Value error, ")
         parts.append(f"{path or '(body)'}: {message}")
     if len(errors) > limit:

@@ -95,7 +95,8 @@ def new_event_id() -> str:
 
 
 def pinned_plan(endpoint: Endpoint, *, model_version: str, now: datetime, prompt_tokens: int,
-                max_tokens: int | None) -> RoutePlan:  # fmt: skip
+                max_tokens: int | None,
+                metadata: Mapping[str, str] | None = None) -> RoutePlan:  # fmt: skip
     """The decision for a request that named one endpoint: it, with probability 1."""
     decision = Decision(
         event_id=new_event_id(),
@@ -108,6 +109,7 @@ def pinned_plan(endpoint: Endpoint, *, model_version: str, now: datetime, prompt
         policy_version=model_version,
         prompt_tokens=prompt_tokens,
         max_tokens=max_tokens,
+        metadata=dict(metadata or {}),
     )
     return RoutePlan(decision=decision, pinned=True)
 
@@ -164,13 +166,14 @@ class Proxy:
                 now=self.now(),
                 prompt_tokens=prompt_tokens,
                 max_tokens=req.output_cap,
+                metadata=req.metadata,
             )
             self.log_decision(plan.decision)
             return plan
         router = f"router@models:{model}" if model in self._by_model else model
         query = RouteQuery(
             router=router, messages=messages, prompt_tokens=prompt_tokens,
-            max_tokens=req.output_cap,
+            max_tokens=req.output_cap, metadata=req.metadata,
         )  # fmt: skip
         try:
             return await self.router.route(query)

@@ -10,13 +10,29 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from warehouse.models import Feedback, LiveStat, Outcome, WireFormat
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
+METADATA_MAX_KEYS = 32
+METADATA_KEY_MAX_CHARS = 64
+METADATA_VALUE_MAX_CHARS = 512
+#: The caller's labels of a request, stored with its decision (``decisions.metadata``).
+Metadata = Annotated[
+    dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=METADATA_KEY_MAX_CHARS)],
+        Annotated[str, StringConstraints(max_length=METADATA_VALUE_MAX_CHARS)],
+    ],
+    Field(
+        max_length=METADATA_MAX_KEYS,
+        description=f"Up to {METADATA_MAX_KEYS} string labels (keys up to "
+        f"{METADATA_KEY_MAX_CHARS} characters, values up to {METADATA_VALUE_MAX_CHARS}), "
+        "stored with the decision: decisions.metadata in the warehouse.",
+    ),
+]
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
@@ -105,7 +121,7 @@ class RouteRequest(_Strict):
     weights: Weights | None = Field(default=None, description="Override the router's weights.")
     constraints: RouteConstraints | None = None
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=32)
+    metadata: Metadata = Field(default_factory=dict)
     shadow_endpoint: str | None = Field(
         default=None, description="Shadow mode: the endpoint that will actually serve."
     )
@@ -304,6 +320,7 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
     n: int | None = Field(default=None, ge=1, le=1, description="Only one choice is supported.")
+    metadata: Metadata = Field(default_factory=dict)
 
     @property
     def output_cap(self) -> int | None:

@@ -15,6 +15,7 @@ from collector.catalog import load_catalog
 from collector.seed import seed_history
 from collector.simulator import default_profiles
 from warehouse.config import WarehouseConfig
+from warehouse.models import Feedback
 from warehouse.store import Warehouse
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -44,8 +45,12 @@ def read_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # decisions, as the router logs them
         router = RouterService(BanditConfig(checkpoint_path=db.parent / "bandit.ckpt"), wh,
                                endpoints)
-        for prompt in ("What is the capital of France?", "Write a haiku about rain.") * 10:
-            router.route(RouteRequest(prompt=prompt))
+        for i, prompt in enumerate(("What is the capital of France?",
+                                    "Write a haiku about rain.") * 10):  # fmt: skip
+            team = {"team": ("search", "docs")[i % 2]} if i % 4 < 3 else {}
+            routed = router.route(RouteRequest(prompt=prompt, metadata=team))
+            if i % 3 == 0:
+                wh.add_feedback(Feedback(event_id=routed.decision.event_id, score=float(i % 2)))
         wh.flush()
         wh.snapshot()
         return wh.read_path

@@ -107,6 +107,7 @@ DECISION_ARROW_SCHEMA = pa.schema(
         ("prompt_tokens", pa.int32()),
         ("max_tokens", pa.int32()),
         ("arms", pa.list_(pa.int64())),
+        ("metadata", pa.string()),
     ]
 )
 
@@ -235,6 +236,7 @@ def decision_parts(d: Decision) -> tuple[DecisionRow, tuple[ArmRef, ...]]:
         d.prompt_tokens,
         d.max_tokens,
         [a[0] for a in arms],
+        compact_json(d.metadata) if d.metadata else None,
     ), arms
 
 
@@ -352,6 +354,9 @@ def decision_from_row(
     written before ``decision_arms`` (no ``arms``) hold their candidates in their context."""
     data = dict(row)
     ids = data.pop("arms", None) or ()
+    metadata = data.pop("metadata", None)
+    if isinstance(metadata, str):
+        data["metadata"] = json.loads(metadata)
     context = data.get("context")
     if isinstance(context, str):
         stored = json.loads(context)

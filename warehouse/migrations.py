@@ -4,7 +4,7 @@ A file records every step applied to it in ``schema_version(version, applied_at)
 file migrates it to ``LATEST_VERSION`` in ONE transaction (all pending steps or none), and
 refuses a file written by a newer Switchyard instead of guessing at its tables.
 ``warehouse.store.Warehouse`` calls ``migrate(con)`` on every open: on a new file it returns
-``[1, 2, 3, 4, 5]``, on a current one ``[]``.
+``[1, 2, 3, 4, 5, 6]``, on a current one ``[]``.
 """
 
 from __future__ import annotations

@@ -187,6 +187,10 @@ class Decision(_Frozen):
     served: str | None = Field(default=None, description="Endpoint that served (shadow mode).")
     prompt_tokens: int | None = Field(default=None, ge=0)
     max_tokens: int | None = Field(default=None, ge=1)
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="The caller's labels for the request (team, feature, ...), stored as given.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Decision:

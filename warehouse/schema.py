@@ -344,13 +344,22 @@ _V5 = Migration(
     ),
 )
 
+_V6 = Migration(
+    version=6,
+    description="the caller's metadata of each decision (decisions.metadata)",
+    statements=(
+        # NULL in the rows written before, and for decisions without metadata
+        "ALTER TABLE decisions ADD COLUMN metadata JSON",
+    ),
+)
+
 SCHEMA_VERSION_DDL = (
     "CREATE TABLE IF NOT EXISTS schema_version "
     "(version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
 )
 
 #: Every schema step, oldest first. Append only: never edit a released step.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 
 #: The watermark as a scalar: minutes before it are in ``probes_minute``; raw rows from it on
 #: are aggregated by the view. NULL (nothing rolled up yet) reads as -infinity. DuckDB turns a

@@ -109,6 +109,17 @@ async def test_model_name_and_router_string_are_routed(stack: Stack) -> None:
     assert r.status == 400 and "router" in (await r.json())["error"]
 
 
+async def test_metadata_is_stored_with_routed_and_pinned_decisions(stack: Stack) -> None:
+    for model in ("router@t:1|providers:beta", "fast-a@alpha"):
+        r = await chat(stack, model=model, metadata={"team": "search", "model": model})
+        assert r.status == 200, await r.text()
+        decision = await stack.warehouse.aget_decision(r.headers[EVENT_HEADER])
+        assert decision is not None and decision.metadata == {"team": "search", "model": model}
+    r = await chat(stack, model="fast-a@alpha", metadata={"team": 1})
+    body = await r.json()
+    assert r.status == 422 and body["error"].startswith("metadata.team:"), body
+
+
 async def test_failover_to_the_healthy_endpoint(sim: RunningSimulator, stack: Stack) -> None:
     await sim_fail(sim, "fast-a@alpha", "http_500")
     await sim_fail(sim, "fast-b@beta", "refuse")

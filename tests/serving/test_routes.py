@@ -40,6 +40,42 @@ async def test_route_returns_a_complete_decision(stack: Stack) -> None:
     # the decision was logged: the warehouse has it (buffered rows included)
     decision = await stack.warehouse.aget_decision(parsed.event_id)
     assert decision is not None and decision.chosen == parsed.endpoint.id
+    assert decision.metadata == {"team": "x"}
+
+
+async def test_route_metadata_is_stored_for_sql(stack: Stack) -> None:
+    labels = {"team": "search", "feature": "autocomplete \"beta\"", "tenant": "ünï"}
+    tagged = await route_once(stack, prompt="Hello", metadata=labels)
+    plain = await route_once(stack, prompt="Hello")
+    await stack.warehouse.aflush()
+    rows = await stack.warehouse.aquery(
+        "SELECT event_id, metadata->>'team', metadata->>'feature', metadata->>'tenant' "
+        "FROM v_decisions WHERE event_id IN (?, ?) ORDER BY metadata IS NULL",
+        [tagged["event_id"], plain["event_id"]],
+    )
+    assert rows == [
+        (tagged["event_id"], "search", 'autocomplete "beta"', "ünï"),
+        (plain["event_id"], None, None, None),
+    ]
+    # read back from the file, not from the writer's buffer
+    decision = await stack.warehouse.aget_decision(str(tagged["event_id"]))
+    assert decision is not None and decision.metadata == labels
+
+
+async def test_route_rejects_bad_metadata_by_path(stack: Stack) -> None:
+    c = stack.client
+    for metadata, where in [
+        ({"team": 7}, "metadata.team:"),
+        ({"k" * 65: "v"}, f'metadata key "{"k" * 65}": String should have at most 64'),
+        ({"": "v"}, 'metadata key "": String should have at least 1'),
+        ({"team": "v" * 513}, "metadata.team:"),
+        ({f"k{i}": "v" for i in range(33)}, "metadata:"),
+        (["team"], "metadata:"),
+    ]:
+        r = await c.post("/v1/route", json={"prompt": "x", "metadata": metadata},
+                         headers=auth(ROUTE_TOKEN))  # fmt: skip
+        body = await r.json()
+        assert r.status == 422 and body["error"].startswith(where), (metadata, body)
 
 
 async def test_route_honours_constraints_and_weights(stack: Stack) -> None:

@@ -59,7 +59,7 @@ def test_new_file_gets_the_latest_schema_and_contract_columns(tmp_path: Path) ->
     wh = open_wh(tmp_path / "w.duckdb")
     try:
         rows = wh.query("SELECT version FROM schema_version ORDER BY version")
-        assert [r[0] for r in rows] == [m.version for m in MIGRATIONS] == [1, 2, 3, 4, 5]
+        assert [r[0] for r in rows] == [m.version for m in MIGRATIONS] == [1, 2, 3, 4, 5, 6]
         described = {
             t: [r[0] for r in wh.query(f"DESCRIBE {t}")]
             for t in ("probes", "probes_minute", "decisions", "feedback", "learned", "endpoints",
@@ -69,8 +69,10 @@ def test_new_file_gets_the_latest_schema_and_contract_columns(tmp_path: Path) ->
         wh.close()
     assert described["probes"] == list(ProbeResult.model_fields)
     assert described["probes_minute"] == list(MINUTE_COLUMNS)
-    # the candidates' features are stored once each, listed by id (schema 5)
-    assert described["decisions"] == [*Decision.model_fields, "arms"]
+    # the candidates' features are stored once each, listed by id (schema 5); the caller's
+    # metadata came with schema 6, so after them
+    own = [f for f in Decision.model_fields if f != "metadata"]
+    assert described["decisions"] == [*own, "arms", "metadata"]
     assert described["decision_arms"] == ["arm_id", "endpoint_id", "features", "first_seen"]
     assert described["feedback"] == list(Feedback.model_fields)
     assert described["learned"] == ["event_id", "learned_at"]
@@ -101,12 +103,13 @@ def test_v1_file_is_migrated_with_its_rows(tmp_path: Path) -> None:
     wh = open_wh(path)
     try:
         versions = [r[0] for r in wh.query("SELECT version FROM schema_version ORDER BY 1")]
-        assert versions == [1, 2, 3, 4, 5]
+        assert versions == [1, 2, 3, 4, 5, 6]
         assert wh.query("SELECT count(*) FROM probes") == [(2,)]
         minute = wh.query("SELECT n, n_ok, n_429, n_error, ttft_ms_p50 FROM probe_minutes")
         assert minute == [(2, 1, 1, 1, 120.0)]
         d = wh.get_decision("e0000000000000001")
         assert d is not None and d.context == {"len": 3.0} and d.chosen == "n@q"
+        assert d.metadata == {} and wh.query("SELECT metadata FROM decisions") == [(None,)]
         assert [f.comment for f in wh.feedback_for("e0000000000000001")] == ["good"]
         # v2 additions work on the migrated file
         wh.mark_learned(["e0000000000000001"])
@@ -168,7 +171,7 @@ def test_foreign_duckdb_file_is_refused(tmp_path: Path) -> None:
 def test_migrate_is_idempotent_and_validates_target() -> None:
     con = duckdb.connect()
     try:
-        assert migrate(con) == [1, 2, 3, 4, 5]
+        assert migrate(con) == [1, 2, 3, 4, 5, 6]
         assert migrate(con) == []
         assert schema_version(con) == LATEST_VERSION
         with pytest.raises(ValueError):

@@ -289,7 +289,7 @@ def test_candidate_features_are_stored_once_and_read_back_flat(wh: Warehouse) ->
                       (old, '{"a.m@p.ttft_p50":1.5}')):
         wh.submit(lambda con, row=row, text=text: con.execute(
             "INSERT INTO decisions SELECT ?, ?, 'fast', ?, ['m@p', 'n@q'], [0.25, 0.75], 'n@q', "
-            "0.75, [], 'v7', false, NULL, 12, 256, NULL",
+            "0.75, [], 'v7', false, NULL, 12, 256, NULL, NULL",
             [row.event_id, row.created_at, text])).result()
     assert wh.get_decision(nested.event_id).context == nested.context
     assert wh.get_decision(old.event_id).context == {"a.m@p.ttft_p50": 1.5}
