@@ -277,6 +277,7 @@ async def event_payload(
         "fallbacks": list(d.fallbacks),
         "prompt_tokens": d.prompt_tokens,
         "max_tokens": d.max_tokens,
+        "metadata": dict(d.metadata),
         "prompt": {k[2:]: _plain(v) for k, v in sorted(d.context.items()) if k.startswith("p.")},
         "request": {k[2:]: _plain(v) for k, v in sorted(d.context.items()) if k.startswith("r.")},
         "candidates": [candidates[i] for i in order],

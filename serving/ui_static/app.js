@@ -380,6 +380,7 @@ function renderEvent(e) {
   out.append(el("h3", { text: "Feedback" }), e.feedback.length ? el("ul", {}, e.feedback.map((f) => el("li", { text: `${f.score >= 0.5 ? "up" : "down"}: score ${f.score} at ${f.received_at}${f.comment ? ` — “${f.comment}”` : ""}` })))
     : el("p", { class: "muted", text: "none yet" }));
   side.append(el("h3", { text: "Prompt features" }), kv(e.prompt), el("h3", { text: "Request" }), kv({ ...e.request, prompt_tokens: e.prompt_tokens ?? "-", max_tokens: e.max_tokens ?? "-" }));
+  if (e.metadata && Object.keys(e.metadata).length) side.append(el("h3", { text: "Metadata" }), kv(e.metadata));
 }
 async function explain(id) {
   id = (id || "").trim();

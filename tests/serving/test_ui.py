@@ -66,8 +66,9 @@ async def get_json(stack: Stack, path: str, status: int = 200,
     return body
 
 
-async def route(stack: Stack, prompt: str = "What is 2 + 2?") -> dict:
-    r = await stack.client.post("/v1/route", json={"prompt": prompt}, headers=auth(ROUTE_TOKEN))
+async def route(stack: Stack, prompt: str = "What is 2 + 2?", **extra: object) -> dict:
+    r = await stack.client.post("/v1/route", json={"prompt": prompt, **extra},
+                                headers=auth(ROUTE_TOKEN))
     assert r.status == 200, await r.text()
     return await r.json()
 
@@ -370,7 +371,8 @@ async def test_tradeoff_of_a_trained_router_is_passed_through(trained_client: Te
 
 
 async def test_event_explains_a_real_decision(stack: Stack) -> None:
-    routed = await route(stack, "Translate 'good morning' into French, please.")
+    routed = await route(stack, "Translate 'good morning' into French, please.",
+                         metadata={"team": "i18n"})
     event_id = routed["event_id"]
     chosen = routed["endpoint"]["id"]
     body = await get_json(stack, f"/ui/api/event/{event_id}")  # still in the write buffer
@@ -382,6 +384,7 @@ async def test_event_explains_a_real_decision(stack: Stack) -> None:
     assert [c["endpoint"] for c in body["candidates"] if c["chosen"]] == [chosen]
     assert body["prompt"]["task"] == "translate" and body["prompt"]["tokens"] > 0
     assert "hour" in body["request"]
+    assert body["metadata"] == {"team": "i18n"}
     for c in body["candidates"]:
         assert c["logged"]["provider"] == c["endpoint"].rsplit("@", 1)[1]
     assert body["outcomes"] == [] and body["feedback"] == []

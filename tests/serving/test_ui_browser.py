@@ -183,7 +183,7 @@ async def test_dashboard_in_chromium(live: Live) -> None:
             # a real decision through the proxy, then looked up on the page
             async with aiohttp.ClientSession() as s, s.post(
                 f"{live.url}/v1/chat/completions", headers=auth(ROUTE_TOKEN),
-                json={"model": "router@q:1|t:0.001",
+                json={"model": "router@q:1|t:0.001", "metadata": {"team": "<i>i18n</i>"},
                       "messages": [{"role": "user", "content": "Translate 'merci' to English"}]},
             ) as r:
                 assert r.status == 200, await r.text()
@@ -199,6 +199,8 @@ async def test_dashboard_in_chromium(live: Live) -> None:
             assert n_candidates == len(ids)
             detail = await page.text_content("#event-detail") or ""
             assert "translate" in detail and "ok" in detail  # prompt task; the outcome row
+            # the caller's metadata, as text (never as markup)
+            assert "Metadata" in detail and "<i>i18n</i>" in detail
 
             assert errors == [], errors
 
